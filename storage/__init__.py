@@ -1,0 +1,1 @@
+"""Storage: models, sessions, upserts and queries. The only place that writes SQL."""

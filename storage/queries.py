@@ -1,0 +1,119 @@
+"""Read queries and small bookkeeping writes (stops, tags) used by the CLI and jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from storage.models import Attribution, CollectionRun, Gap, Post, PostArea, Stop
+from storage.upserts import _insert, chunk_size, chunks
+
+
+class StopLike(Protocol):
+    id: str
+    area: str
+    date: dt.date | None
+    city: str | None
+    venue: str | None
+    notes: str | None
+
+
+def sync_stops(session: Session, stops: Sequence[StopLike], now: dt.datetime) -> None:
+    """Make the stops table equal to the settings' tour (settings are the source of truth)."""
+    rows = [
+        {"id": s.id, "area": s.area, "date": s.date, "city": s.city, "venue": s.venue,
+         "notes": s.notes, "position": n, "synced_at": now}
+        for n, s in enumerate(stops)
+    ]
+    table = Stop.__table__
+    if rows:
+        stmt = _insert(session, table).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={c: stmt.excluded[c] for c in ("area", "date", "city", "venue", "notes", "position", "synced_at")},
+        )
+        session.execute(stmt)
+    session.execute(delete(Stop).where(Stop.id.not_in([s.id for s in stops] or [""])))
+
+
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    post_id: int
+    areas: Sequence[str]
+    stop_id: str | None
+    method: str
+    confidence: float
+    local_date: dt.date
+
+
+def store_tags(session: Session, rows: Iterable[TagRow], now: dt.datetime) -> int:
+    """Replace the area tags and attributions of these posts; manual attributions are kept."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    ids = [r.post_id for r in rows]
+    for part in chunks(ids, 500):
+        session.execute(delete(PostArea).where(PostArea.post_id.in_(part)))
+    areas = [{"post_id": r.post_id, "area": a} for r in rows for a in dict.fromkeys(r.areas)]
+    for part in chunks(areas, chunk_size(session, 2)):
+        session.execute(_insert(session, PostArea.__table__).values(list(part)))
+    table = Attribution.__table__
+    values = [
+        {"post_id": r.post_id, "stop_id": r.stop_id, "method": r.method, "confidence": r.confidence,
+         "local_date": r.local_date, "manual": False, "tagged_at": now}
+        for r in rows
+    ]
+    for part in chunks(values, chunk_size(session, 7)):
+        stmt = _insert(session, table).values(list(part))
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["post_id"],
+            set_={c: ex[c] for c in ("stop_id", "method", "confidence", "local_date", "tagged_at")},
+            where=table.c.manual.is_(False),
+        )
+        session.execute(stmt)
+    return len(rows)
+
+
+def posts_per_stop(session: Session) -> dict[str | None, int]:
+    """Live posts attributed to each stop (None: no visit)."""
+    stmt = (
+        select(Attribution.stop_id, func.count())
+        .join(Post, Post.id == Attribution.post_id)
+        .where(Post.deleted_at.is_(None))
+        .group_by(Attribution.stop_id)
+    )
+    return {stop: count for stop, count in session.execute(stmt)}
+
+
+def post_totals(session: Session) -> dict[str, int]:
+    """Live posts per platform."""
+    stmt = select(Post.platform, func.count()).where(Post.deleted_at.is_(None)).group_by(Post.platform)
+    return {platform: count for platform, count in session.execute(stmt)}
+
+
+def last_runs(session: Session) -> list[CollectionRun]:
+    """The latest run of each platform and kind."""
+    latest = (
+        select(CollectionRun.platform, CollectionRun.kind, func.max(CollectionRun.id).label("id"))
+        .group_by(CollectionRun.platform, CollectionRun.kind)
+        .subquery()
+    )
+    stmt = select(CollectionRun).join(latest, CollectionRun.id == latest.c.id).order_by(CollectionRun.platform)
+    return list(session.scalars(stmt))
+
+
+def open_gaps(session: Session) -> list[Gap]:
+    return list(session.scalars(select(Gap).where(Gap.resolved_at.is_(None)).order_by(Gap.recorded_at)))
+
+
+def row_counts(session: Session) -> dict[str, Any]:
+    from storage.models import Base
+
+    return {name: session.scalar(select(func.count()).select_from(table))
+            for name, table in Base.metadata.tables.items()}

@@ -1,0 +1,76 @@
+"""What every command needs: the settings, the database (schema checked, stops synced), logging."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from storage.db import Database, open_database
+from storage.queries import sync_stops
+from tracker.settings import Settings, load_settings
+
+
+class SecretScrubber(logging.Filter):
+    """Replaces any secret value that slips into a log record with '***'."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            scrubbed = message
+            for secret in self.secrets:
+                scrubbed = scrubbed.replace(secret, "***")
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
+
+
+def setup_logging(verbosity: int, secrets: list[str]) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SecretScrubber(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("urllib3", "httpx", "httpcore", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@dataclass
+class App:
+    """Lazily loaded settings and database for one CLI invocation (or one job)."""
+
+    settings_path: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    _settings: Settings | None = None
+    _db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.settings_path, self.env)
+        return self._settings
+
+    def database(self, *, auto_upgrade: bool | None = None) -> Database:
+        """The database with its schema up to date and the tour synced from the settings."""
+        if self._db is None:
+            storage = self.settings.storage
+            upgrade = storage.auto_upgrade if auto_upgrade is None else auto_upgrade
+            db = open_database(storage.url, auto_upgrade=upgrade,
+                               sqlite_busy_timeout=storage.sqlite_busy_timeout)
+            with db.write() as session:
+                sync_stops(session, self.settings.tour.stops, dt.datetime.now(dt.timezone.utc))
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None

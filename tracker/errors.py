@@ -1,0 +1,23 @@
+"""Errors that reach the user as one clear line (the CLI prints the message, not a traceback)."""
+
+
+class TrackerError(Exception):
+    """A problem the user can act on. `exit_code` follows sysexits loosely: 2 = bad input/settings."""
+
+    exit_code = 1
+
+
+class SettingsError(TrackerError):
+    """Invalid or missing settings; the message names the key and the problem."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class DatabaseError(TrackerError):
+    """The database cannot be used as it is (unreachable, schema behind or ahead of the code)."""
+
+    exit_code = 3

@@ -1,0 +1,529 @@
+"""Settings: one validated model loaded from `settings.toml`, with environment overrides.
+
+Where the file is: `--settings PATH`, else `$TRACKER_SETTINGS`, else `./settings.toml`.
+Environment overrides (deployment-specific values, applied after the file):
+- `TRACKER_DATABASE_URL` replaces `[storage] url`;
+- `TRACKER__SECTION__KEY=value` replaces any key, e.g. `TRACKER__EMAIL__HOST=smtp.example.org`,
+  `TRACKER__PLATFORMS__X__ENABLED=true` (the value is read as a TOML value when it parses as one,
+  otherwise as a string).
+Secrets are read from the environment only (see `Secrets`); a secret-like key in the file is an
+error that names the variable to use instead. Every problem becomes a `SettingsError` whose one
+line names the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tracker.areas import AREAS, unknown_area_message
+from tracker.errors import SettingsError
+
+ENV_SETTINGS = "TRACKER_SETTINGS"
+ENV_DATABASE_URL = "TRACKER_DATABASE_URL"
+ENV_OVERRIDE_PREFIX = "TRACKER__"
+ENV_X_TOKEN = "TRACKER_X_BEARER_TOKEN"
+ENV_BLUESKY_HANDLE = "TRACKER_BLUESKY_HANDLE"
+ENV_BLUESKY_PASSWORD = "TRACKER_BLUESKY_APP_PASSWORD"
+ENV_SMTP_PASSWORD = "TRACKER_SMTP_PASSWORD"
+ENV_MASTODON_TOKEN_PREFIX = "TRACKER_MASTODON_TOKEN_"
+
+# Keys that look like secrets: refused in the file, with the variable to use instead.
+_SECRET_KEYS = {
+    ("platforms", "x"): ENV_X_TOKEN,
+    ("platforms", "bluesky"): ENV_BLUESKY_PASSWORD,
+    ("platforms", "mastodon"): ENV_MASTODON_TOKEN_PREFIX + "<HOST>",
+    ("email",): ENV_SMTP_PASSWORD,
+}
+_SECRET_WORDS = ("password", "token", "secret", "api_key", "apikey", "bearer")
+
+_HASHTAG = re.compile(r"^\w+$")
+_STOP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def mastodon_token_variable(base_url: str) -> str:
+    """`https://mastodon.social` -> `TRACKER_MASTODON_TOKEN_MASTODON_SOCIAL`."""
+    host = urlsplit(base_url).netloc or base_url
+    return ENV_MASTODON_TOKEN_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", host).upper()
+
+
+class _Section(BaseModel):
+    """Strict: unknown keys and wrong types are errors, not silently ignored or coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"'{value}' is not an http(s) URL")
+    return value.rstrip("/")
+
+
+class Campaign(_Section):
+    name: str = Field(min_length=1)
+    hashtags: list[str] = Field(min_length=1)
+    """Without '#'; matched case-insensitively (stored lower-case)."""
+    timezone: str = "Europe/Helsinki"
+    language: Literal["fi", "sv", "en"] = "fi"
+
+    @field_validator("hashtags")
+    @classmethod
+    def _hashtags(cls, tags: list[str]) -> list[str]:
+        out: list[str] = []
+        for tag in tags:
+            clean = tag.strip().lstrip("#").lower()
+            if not _HASHTAG.match(clean):
+                raise ValueError(f"'{tag}' is not a hashtag (letters, digits and _ only)")
+            if clean not in out:
+                out.append(clean)
+        return out
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone '{name}' (use an IANA name such as Europe/Helsinki)")
+        return name
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Tagging(_Section):
+    days_before: int = Field(3, ge=0, le=90)
+    days_after: int = Field(7, ge=0, le=90)
+
+
+class Stop(_Section):
+    """One tour stop (a visit). `date` may be left out until the team knows it."""
+
+    area: str
+    date: dt.date | None = None
+    id: str = ""
+    city: str | None = None
+    venue: str | None = None
+    notes: str | None = None
+    aliases: list[str] = []
+    """Extra names that identify this visit in posts (a venue, a local hashtag)."""
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        if isinstance(value, str):  # also accept "2023-02-09" quoted (and env overrides)
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"'{value}' is not a date (write it as YYYY-MM-DD)") from None
+        if hasattr(value, "date") and callable(value.date):  # a TOML datetime: a date was meant
+            raise ValueError("give a date (YYYY-MM-DD), not a date and time")
+        return value
+
+    @field_validator("area")
+    @classmethod
+    def _area(cls, area: str) -> str:
+        if area not in AREAS:
+            raise ValueError(unknown_area_message(area))
+        return area
+
+    @model_validator(mode="after")
+    def _default_id(self) -> Stop:
+        if not self.id:
+            object.__setattr__(self, "id", self.area)
+        elif not _STOP_ID.match(self.id):
+            raise ValueError(f"stop id '{self.id}' must be lower-case letters, digits, '-' or '_'")
+        return self
+
+
+class Tour(_Section):
+    stops: list[Stop] = []
+
+    @field_validator("stops")
+    @classmethod
+    def _unique_ids(cls, stops: list[Stop]) -> list[Stop]:
+        seen: dict[str, int] = {}
+        for number, stop in enumerate(stops, start=1):
+            if stop.id in seen:
+                raise ValueError(
+                    f"duplicate stop id '{stop.id}' (stops {seen[stop.id]} and {number}); "
+                    "give a second visit to the same area its own `id`"
+                )
+            seen[stop.id] = number
+        return stops
+
+    def get(self, stop_id: str) -> Stop:
+        for stop in self.stops:
+            if stop.id == stop_id:
+                return stop
+        raise KeyError(stop_id)
+
+
+class Storage(_Section):
+    url: str = "sqlite:///tracker.db"
+    """SQLAlchemy URL. A relative SQLite path is relative to the settings file."""
+    auto_upgrade: bool = True
+    """Migrate the schema automatically when a command finds it behind; else refuse."""
+    sqlite_busy_timeout: float = Field(60.0, gt=0)
+    """Seconds a SQLite writer waits for another writer before giving up."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError(f"'{url}' is not a database URL (e.g. sqlite:///tracker.db)") from None
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database '{parsed.get_backend_name()}' (sqlite or postgresql)")
+        return url
+
+
+class XPlatform(_Section):
+    enabled: bool = False
+    base_url: str = "https://api.twitter.com"
+    include_retweets: bool = False
+    page_size: int = Field(100, ge=10, le=100)
+
+    _url = field_validator("base_url")(classmethod(lambda cls, v: _http_url(v)))
+
+
+class MastodonPlatform(_Section):
+    enabled: bool = False
+    instances: list[str] = []
+    page_size: int = Field(40, ge=1, le=40)
+    overlap_minutes: int = Field(30, ge=0, le=24 * 60)
+    """Re-read this much before the cursor: late-federated posts arrive with older ids."""
+
+    @field_validator("instances")
+    @classmethod
+    def _instances(cls, urls: list[str]) -> list[str]:
+        out = [_http_url(u) for u in urls]
+        if len(set(out)) != len(out):
+            raise ValueError("an instance is listed twice")
+        return out
+
+    @model_validator(mode="after")
+    def _needs_instances(self) -> MastodonPlatform:
+        if self.enabled and not self.instances:
+            raise ValueError("enabled but no `instances` listed")
+        return self
+
+
+class BlueskyPlatform(_Section):
+    enabled: bool = False
+    base_url: str = "https://bsky.social"
+    handle: str | None = None
+    """Login handle; may also come from TRACKER_BLUESKY_HANDLE. The app password is env-only."""
+    page_size: int = Field(100, ge=1, le=100)
+    overlap_minutes: int = Field(30, ge=0, le=24 * 60)
+
+    _url = field_validator("base_url")(classmethod(lambda cls, v: _http_url(v)))
+
+
+class Platforms(_Section):
+    x: XPlatform = XPlatform()
+    mastodon: MastodonPlatform = MastodonPlatform()
+    bluesky: BlueskyPlatform = BlueskyPlatform()
+
+
+class Email(_Section):
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    sender: str | None = None
+    recipients: list[str] = []
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            if "@" not in address or address.strip() != address or " " in address:
+                raise ValueError(f"'{address}' is not an email address")
+        return addresses
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, address: str | None) -> str | None:
+        if address is not None and "@" not in address:
+            raise ValueError(f"'{address}' is not an email address")
+        return address
+
+
+class Secrets:
+    """Secrets from the environment only. Never printed, logged or stored."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+
+    def _get(self, name: str) -> SecretStr | None:
+        value = self._env.get(name, "").strip()
+        return SecretStr(value) if value else None
+
+    @property
+    def x_bearer_token(self) -> SecretStr | None:
+        return self._get(ENV_X_TOKEN)
+
+    @property
+    def bluesky_app_password(self) -> SecretStr | None:
+        return self._get(ENV_BLUESKY_PASSWORD)
+
+    @property
+    def smtp_password(self) -> SecretStr | None:
+        return self._get(ENV_SMTP_PASSWORD)
+
+    def mastodon_token(self, base_url: str) -> SecretStr | None:
+        return self._get(mastodon_token_variable(base_url))
+
+    def values(self) -> list[str]:
+        """Every secret value present, for scrubbing outputs in tests and logs."""
+        names = [ENV_X_TOKEN, ENV_BLUESKY_PASSWORD, ENV_SMTP_PASSWORD]
+        names += [k for k in self._env if k.startswith(ENV_MASTODON_TOKEN_PREFIX)]
+        return [s.get_secret_value() for s in map(self._get, names) if s is not None]
+
+    def __repr__(self) -> str:
+        return "Secrets(<hidden>)"
+
+
+class Settings(_Section):
+    campaign: Campaign
+    tagging: Tagging = Tagging()
+    tour: Tour = Tour()
+    storage: Storage = Storage()
+    platforms: Platforms = Platforms()
+    email: Email = Email()
+
+    _path: Path | None = PrivateAttr(default=None)
+    _secrets: Secrets = PrivateAttr(default_factory=lambda: Secrets({}))
+    _bluesky_handle_env: str | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path | None:
+        """The settings file these came from (None when built in code)."""
+        return self._path
+
+    @property
+    def secrets(self) -> Secrets:
+        return self._secrets
+
+    @property
+    def bluesky_handle(self) -> str | None:
+        return self._bluesky_handle_env or self.platforms.bluesky.handle
+
+    @property
+    def database_url(self) -> str:
+        return self.storage.url
+
+    def missing_secrets(self) -> list[str]:
+        """Environment variables an enabled platform or the email needs but that are unset."""
+        missing: list[str] = []
+        if self.platforms.x.enabled and not self.secrets.x_bearer_token:
+            missing.append(ENV_X_TOKEN)
+        if self.platforms.bluesky.enabled:
+            if not self.bluesky_handle:
+                missing.append(f"{ENV_BLUESKY_HANDLE} (or [platforms.bluesky] handle)")
+            if not self.secrets.bluesky_app_password:
+                missing.append(ENV_BLUESKY_PASSWORD)
+        if self.email.username and not self.secrets.smtp_password:
+            missing.append(ENV_SMTP_PASSWORD)
+        return missing
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def find_settings_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    if explicit:
+        return Path(explicit)
+    if env.get(ENV_SETTINGS):
+        return Path(env[ENV_SETTINGS])
+    return Path("settings.toml")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, override from the environment, and validate. Raises SettingsError (one line)."""
+    env = os.environ if env is None else env
+    settings_path = find_settings_path(path, env)
+    label = str(settings_path)
+    try:
+        text = settings_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{label}: settings file not found (give --settings PATH or set {ENV_SETTINGS})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{label}: cannot read settings file: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{label}: {_describe_toml_error(exc, text)}") from None
+    _refuse_secrets(raw, label)
+    raw = _apply_env_overrides(raw, env, settings_path)
+    return parse_settings(raw, label, env=env, path=settings_path)
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    label: str = "settings",
+    env: Mapping[str, str] | None = None,
+    path: Path | None = None,
+) -> Settings:
+    """Validate an already-parsed mapping (used by load_settings and by tests/demo)."""
+    env = os.environ if env is None else env
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"{label}: {p}" for p in _validation_problems(exc)]
+        raise SettingsError(_one_line(problems), problems=problems) from None
+    settings._path = path
+    settings._secrets = Secrets(env)
+    settings._bluesky_handle_env = env.get(ENV_BLUESKY_HANDLE) or None
+    return settings
+
+
+def _describe_toml_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column \d+\)", message)
+    if match:
+        lines = text.splitlines()
+        number = int(match.group(1))
+        if 1 <= number <= len(lines):
+            return f"line {number} `{lines[number - 1].strip()}`: invalid TOML: {message}"
+    return f"invalid TOML: {message}"
+
+
+def _refuse_secrets(raw: Mapping[str, Any], label: str) -> None:
+    for section, variable in _SECRET_KEYS.items():
+        node: Any = raw
+        for part in section:
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        if not isinstance(node, Mapping):
+            continue
+        for key in node:
+            if any(word in key.lower() for word in _SECRET_WORDS):
+                where = ".".join((*section, key))
+                raise SettingsError(
+                    f"{label}: {where}: secrets are not read from the settings file; "
+                    f"set the environment variable {variable} instead"
+                )
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env_overrides(
+    raw: dict[str, Any], env: Mapping[str, str], settings_path: Path
+) -> dict[str, Any]:
+    data = _deep_copy(raw)
+    storage = data.setdefault("storage", {})
+    if isinstance(storage, dict):
+        url = storage.get("url")
+        if isinstance(url, str):
+            storage["url"] = resolve_sqlite_path(url, settings_path.parent)
+        elif url is None:
+            storage["url"] = resolve_sqlite_path("sqlite:///tracker.db", settings_path.parent)
+    for name in sorted(env):
+        if not name.startswith(ENV_OVERRIDE_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_OVERRIDE_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        node: Any = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise SettingsError(f"{name}: '{key}' is not a section, cannot override inside it")
+            node = child
+        node[keys[-1]] = _parse_env_value(env[name])
+    if env.get(ENV_DATABASE_URL):
+        data.setdefault("storage", {})["url"] = resolve_sqlite_path(env[ENV_DATABASE_URL], Path.cwd())
+    return data
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def resolve_sqlite_path(url: str, base: Path) -> str:
+    """Make a relative SQLite path absolute against `base`; other URLs are returned unchanged."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix):]
+    path_part, sep, query = rest.partition("?")
+    if not path_part or path_part == ":memory:" or path_part.startswith("/"):
+        return url
+    return f"{prefix}{(base / path_part).resolve()}{sep}{query}"
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """('tour','stops',3,'area') -> 'tour.stops[4].area' (stops counted from 1, as in the file)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part + 1}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _one_line(problems: list[str]) -> str:
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        where = _location(loc) or "settings"
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            what = "unknown key"
+        elif kind == "missing":
+            what = "missing (required)"
+        elif kind == "value_error":
+            what = str(error.get("ctx", {}).get("error", error["msg"]))
+        else:
+            what = f"{error['msg'][0].lower()}{error['msg'][1:]}"
+            if "input" in error and not isinstance(error["input"], (dict, list)):
+                what += f", got {error['input']!r}"
+        problems.append(f"{where}: {what}")
+    return problems
