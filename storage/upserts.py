@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_, select
@@ -32,11 +32,14 @@ class StoreResult:
     new: int = 0
     updated: int = 0
     """Already known posts seen again (metrics/text refreshed where newer)."""
+    ids: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    """(platform, platform_id) -> posts.id of every stored post."""
 
     def __iadd__(self, other: StoreResult) -> StoreResult:
         self.received += other.received
         self.new += other.new
         self.updated += other.updated
+        self.ids.update(other.ids)
         return self
 
 
@@ -161,7 +164,7 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
     stamp = dt.datetime.now(dt.timezone.utc)
     rows = [_post_row(p, author_ids[(p.platform, p.author.platform_id)], stamp, origin) for p in unique]
     table = Post.__table__
-    post_ids: dict[tuple[str, str], int] = {}
+    post_ids = result.ids
     for part in chunks(rows, chunk_size(session, len(rows[0]))):
         stmt = _insert(session, table).values(list(part))
         ex = stmt.excluded

@@ -70,6 +70,15 @@ class App:
             self._db = db
         return self._db
 
+    def tagger(self):  # type: ignore[no-untyped-def]
+        """The visit tagger for the current tour (built once per invocation)."""
+        if getattr(self, "_tagger", None) is None:
+            from tracker.tagging import Tagger
+
+            s = self.settings
+            self._tagger = Tagger(s.tour.stops, s.campaign.timezone, s.tagging.days_before, s.tagging.days_after)
+        return self._tagger
+
     def close(self) -> None:
         if self._db is not None:
             self._db.dispose()

@@ -198,6 +198,16 @@ def demo(out_dir: str) -> None:
     run_demo(Path(out_dir))
 
 
+def _register() -> None:
+    from tracker.cli_collect import collect, import_posts, refresh_metrics, status
+
+    for command in (collect, refresh_metrics, status, import_posts):
+        cli.add_command(command)
+
+
+_register()
+
+
 def main() -> None:
     cli(prog_name="tracker")
 

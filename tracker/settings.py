@@ -274,6 +274,17 @@ class Email(_Section):
         return address
 
 
+class Schedule(_Section):
+    """How often the scheduler (`tracker run`) polls and refreshes."""
+
+    collect_every_minutes: int = Field(60, ge=1, le=24 * 60)
+    visit_collect_every_minutes: int = Field(10, ge=1, le=24 * 60)
+    """Denser polling on a visit day and the day after it (local dates)."""
+    refresh_every_minutes: int = Field(180, ge=5, le=7 * 24 * 60)
+    refresh_max_age_days: int = Field(14, ge=0, le=365)
+    """Refresh the metrics of posts younger than this, so engagement curves exist."""
+
+
 class Secrets:
     """Secrets from the environment only. Never printed, logged or stored."""
 
@@ -316,6 +327,7 @@ class Settings(_Section):
     storage: Storage = Storage()
     platforms: Platforms = Platforms()
     email: Email = Email()
+    schedule: Schedule = Schedule()
 
     _path: Path | None = PrivateAttr(default=None)
     _secrets: Secrets = PrivateAttr(default_factory=lambda: Secrets({}))

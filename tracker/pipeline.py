@@ -1,0 +1,38 @@
+"""Normalised posts -> tags -> storage, in the caller's transaction (one way, no shortcuts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from storage.queries import TagRow, store_tags
+from storage.upserts import StoreResult, store_posts
+from tracker.posts import NormalisedPost
+
+
+class TaggerLike(Protocol):
+    def tag(self, text: str, hashtags: Any, created_at: dt.datetime) -> Any: ...
+
+
+def ingest(
+    session: Session, posts: Sequence[NormalisedPost], tagger: TaggerLike | None, *, origin: str = "api",
+) -> StoreResult:
+    """Store posts and (with a tagger) their areas and visit; the caller commits."""
+    result = store_posts(session, posts, origin=origin)
+    if tagger is not None and result.ids:
+        newest: dict[tuple[str, str], NormalisedPost] = {}
+        for post in posts:  # tag the copy that was stored: the most recently fetched
+            key = (post.platform, post.platform_id)
+            if key not in newest or post.fetched_at >= newest[key].fetched_at:
+                newest[key] = post
+        tag_rows = []
+        for key, post in newest.items():
+            tagged = tagger.tag(post.text, post.hashtags, post.created_at)
+            a = tagged.attribution
+            tag_rows.append(TagRow(result.ids[key], tagged.areas, a.stop_id, a.method, a.confidence,
+                                   tagged.local_date))
+        store_tags(session, tag_rows, dt.datetime.now(dt.timezone.utc))
+    return result
