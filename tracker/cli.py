@@ -199,9 +199,9 @@ def demo(out_dir: str) -> None:
 
 
 def _register() -> None:
-    from tracker.cli_collect import collect, import_posts, refresh_metrics, status
+    from tracker.cli_collect import collect, import_posts, refresh_metrics, run, status
 
-    for command in (collect, refresh_metrics, status, import_posts):
+    for command in (collect, refresh_metrics, status, import_posts, run):
         cli.add_command(command)
 
 

@@ -171,3 +171,36 @@ def import_posts(app: App, file: Path, fmt: str | None) -> None:
                f"{len(report.errors)} rows rejected")
     if report.errors:
         sys.exit(1)
+
+
+@click.command("run")
+@click.option("--once", is_flag=True, help="Run every due job once and exit (for cron and tests).")
+@pass_app
+def run(app: App, once: bool) -> None:
+    """Start the scheduler: collect, refresh metrics and tag on their intervals.
+
+    Polls every [schedule] visit_collect_every_minutes on a visit day and the day after,
+    every collect_every_minutes otherwise. Only one scheduler may run per database. Stop it
+    with Ctrl-C or SIGTERM: running jobs finish the page they are storing first.
+
+    \b
+    Examples:
+      tracker run
+      tracker run --once      # from cron
+    """
+    from jobs.scheduler import run_forever, run_once
+
+    from tracker.platforms.registry import enabled_platforms
+
+    if not enabled_platforms(app.settings):
+        click.echo("warning: no platform is enabled; nothing will be collected", err=True)
+    if once:
+        results = run_once(app)
+        for result in results:
+            click.echo(result.line())
+        if not results:
+            click.echo("nothing was due")
+        return
+    click.echo(f"scheduler running against {app.database().display_url}; Ctrl-C to stop", err=True)
+    run_forever(app)
+    click.echo("scheduler stopped", err=True)

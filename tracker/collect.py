@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -94,24 +95,34 @@ def collect_platform(
     since: dt.datetime | None = None,
     clock: Clock = utcnow,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> PlatformResult:
-    """Poll every stream of one platform from its cursor; store page by page."""
+    """Poll every stream of one platform from its cursor; store page by page.
+
+    `stop` (set by a SIGTERM handler) ends the run cleanly after the page being stored: the
+    cursor is where the committed pages put it, so the next run continues from there.
+    """
     platform = adapter.platform
     result = PlatformResult(platform)
     with db.write() as session:
         result.run_id = start_run(session, platform, "collect", clock())
     ok = failed = limited = 0
+    stopped = False
     try:
         for stream in adapter.streams():
-            outcome = _collect_stream(db, adapter, stream, result, tagger, since, clock, progress)
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
+            outcome = _collect_stream(db, adapter, stream, result, tagger, since, clock, progress, stop)
             ok += outcome == "ok"
             failed += outcome == "failed"
             limited += outcome == "rate_limited"
+            stopped = stopped or outcome == "stopped"
     except BaseException as exc:  # interrupted (Ctrl-C, SIGTERM): record it, then stop
         with db.write() as session:
             finish_run(session, result.run_id, "interrupted", clock(), error=type(exc).__name__)
         raise
-    result.status = _status(ok, failed, limited)
+    result.status = "stopped" if stopped else _status(ok, failed, limited)
     with db.write() as session:
         finish_run(session, result.run_id, result.status, clock(),
                    error="; ".join(result.errors)[:2000] or None, resume_at=result.resume_at)
@@ -123,6 +134,7 @@ def collect_platform(
 def _collect_stream(
     db: Database, adapter: Adapter, stream: str, result: PlatformResult,
     tagger: TaggerLike | None, since: dt.datetime | None, clock: Clock, progress: Progress | None,
+    stop: threading.Event | None = None,
 ) -> str:
     platform = adapter.platform
     assert result.run_id is not None
@@ -157,6 +169,9 @@ def _collect_stream(
                 oldest_stored = page.oldest
             if progress:
                 progress(stream, result)
+            if stop is not None and stop.is_set():
+                log.info("%s %s: stopping after a committed page", platform, stream)
+                return "stopped"
     except RateLimited as exc:
         _stream_failed(db, platform, stream, result, exc, clock, completed_at, oldest_stored)
         with db.write() as session:
@@ -204,6 +219,7 @@ def refresh_platform(
     tagger: TaggerLike | None = None,
     clock: Clock = utcnow,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> PlatformResult:
     """Re-read the metrics of posts younger than `max_age`; mark the ones that are gone."""
     platform = adapter.platform
@@ -231,6 +247,9 @@ def refresh_platform(
             result.skipped += refreshed.skipped
             if progress:
                 progress("refresh", result)
+            if stop is not None and stop.is_set():
+                status = "stopped"
+                break
     except RateLimited as exc:
         status, result.resume_at = "rate_limited", exc.resume_at
         result.errors.append(str(exc))
@@ -262,9 +281,10 @@ def run_collection(
     since: dt.datetime | None = None,
     clock: Clock = utcnow,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> list[PlatformResult]:
     """One round over the platforms; one failing platform never stops the others."""
-    return [collect_platform(db, a, tagger=tagger, since=since, clock=clock, progress=progress)
+    return [collect_platform(db, a, tagger=tagger, since=since, clock=clock, progress=progress, stop=stop)
             for a in adapters]
 
 
@@ -276,9 +296,10 @@ def run_refresh(
     tagger: TaggerLike | None = None,
     clock: Clock = utcnow,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> list[PlatformResult]:
     max_age = dt.timedelta(days=settings.schedule.refresh_max_age_days)
-    return [refresh_platform(db, a, max_age=max_age, tagger=tagger, clock=clock, progress=progress)
+    return [refresh_platform(db, a, max_age=max_age, tagger=tagger, clock=clock, progress=progress, stop=stop)
             for a in adapters]
 
 

@@ -19,7 +19,7 @@ UTC = dt.timezone.utc
 
 
 def main(url: str, worker: int, batches: int, per_batch: int) -> None:
-    db = open_database(url, sqlite_busy_timeout=30)
+    db = open_database(url)
     base = dt.datetime(2023, 2, 9, tzinfo=UTC)
     for batch in range(batches):
         now = base + dt.timedelta(seconds=batch)

@@ -1,0 +1,141 @@
+"""`tracker run`: one long-running APScheduler 3.x process (BlockingScheduler).
+
+Jobs have fixed ids, max_instances=1 and coalesce. Whether work is due is decided by the
+Worker from the database's records, so jobs tick at the dense interval and skip when nothing
+is due, and a restart after downtime catches up at once. One scheduler per database (a lock
+row with a heartbeat). SIGTERM / Ctrl-C: running jobs finish the page they are storing, commit,
+and the process exits cleanly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from jobs.worker import Worker
+from storage import locks
+from tracker.app import App
+from tracker.collect import utcnow
+from tracker.errors import TrackerError
+from tracker.platforms.base import Policy
+from tracker.platforms.registry import enabled_platforms
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "scheduler"
+HEARTBEAT = dt.timedelta(seconds=30)
+STALE_AFTER = dt.timedelta(minutes=3)
+
+
+class SchedulerBusy(TrackerError):
+    exit_code = 4
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def take_lock(app: App, holder: str, now: dt.datetime) -> None:
+    with app.database().write() as session:
+        state = locks.acquire(session, LOCK_NAME, holder, now, STALE_AFTER)
+    if not state.acquired:
+        age = int((now - state.heartbeat_at).total_seconds())
+        raise SchedulerBusy(
+            f"another scheduler ({state.holder}) is running against this database "
+            f"(last heartbeat {age} s ago); stop it first, or wait {int(STALE_AFTER.total_seconds())} s "
+            "after it died"
+        )
+
+
+def release_lock(app: App, holder: str) -> None:
+    try:
+        with app.database().write() as session:
+            locks.release(session, LOCK_NAME, holder)
+    except Exception:  # noqa: BLE001 - shutting down anyway; a stale lock expires by itself
+        log.warning("could not release the scheduler lock", exc_info=True)
+
+
+def run_once(app: App, *, clock: Callable[[], dt.datetime] = utcnow, policy: Policy | None = None) -> list[Any]:
+    """Every due job once, under the lock (for cron users and tests)."""
+    holder = holder_id()
+    take_lock(app, holder, clock())
+    worker = Worker(app, clock=clock, policy=policy)
+    try:
+        return worker.run_due()
+    finally:
+        worker.close()
+        release_lock(app, holder)
+
+
+def build_scheduler(worker: Worker, holder: str) -> BlockingScheduler:
+    settings = worker.settings
+    sched = BlockingScheduler(
+        timezone=settings.campaign.tz,
+        executors={"default": ThreadPoolExecutor(max_workers=4)},
+        job_defaults={"max_instances": 1, "coalesce": True},
+    )
+    dense = settings.schedule.visit_collect_every_minutes
+    now = worker.clock()
+    for platform in enabled_platforms(settings):
+        sched.add_job(worker.collect, IntervalTrigger(minutes=dense), args=[platform],
+                      id=f"collect-{platform}", name=f"collect {platform}",
+                      misfire_grace_time=dense * 60, next_run_time=now)
+    refresh = settings.schedule.refresh_every_minutes
+    sched.add_job(worker.refresh_all, IntervalTrigger(minutes=refresh), id="refresh-metrics",
+                  name="refresh metrics", misfire_grace_time=refresh * 60,
+                  next_run_time=now + dt.timedelta(seconds=30))
+
+    def beat() -> None:
+        with worker.app.database().write() as session:
+            mine = locks.heartbeat(session, LOCK_NAME, holder, worker.clock())
+        if not mine:
+            log.error("the scheduler lock was taken over by another process; stopping")
+            worker.stop.set()
+            threading.Thread(target=sched.shutdown, kwargs={"wait": True}, daemon=True).start()
+
+    sched.add_job(beat, IntervalTrigger(seconds=int(HEARTBEAT.total_seconds())), id="heartbeat",
+                  name="lock heartbeat", misfire_grace_time=60)
+
+    def on_error(event: JobExecutionEvent) -> None:
+        log.error("job %s raised %s", event.job_id, event.exception,
+                  exc_info=(type(event.exception), event.exception, event.traceback)  # type: ignore[arg-type]
+                  if log.isEnabledFor(logging.DEBUG) else None)
+
+    sched.add_listener(on_error, EVENT_JOB_ERROR)
+    return sched
+
+
+def run_forever(app: App, *, policy: Policy | None = None) -> None:
+    """Start the scheduler; return after SIGTERM/SIGINT once running jobs have committed."""
+    holder = holder_id()
+    take_lock(app, holder, utcnow())
+    worker = Worker(app, policy=policy)
+    sched = build_scheduler(worker, holder)
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.warning("received %s: finishing running jobs, then stopping", signal.Signals(signum).name)
+        worker.stop.set()
+        if sched.running:
+            threading.Thread(target=sched.shutdown, kwargs={"wait": True}, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        log.info("scheduler started (%s); jobs: %s", holder, ", ".join(j.id for j in sched.get_jobs()))
+        sched.start()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        worker.close()
+        release_lock(app, holder)
+        log.info("scheduler stopped")

@@ -1,0 +1,111 @@
+"""The scheduler's work, decided from the database's own records (not from pickled job state).
+
+Each method is one job: it checks whether its work is due (last run + interval, a rate limit's
+resume time), does it through `tracker` functions, and records the outcome. So a restart after
+downtime catches up by itself, and `tracker run --once` is simply "every due job, once".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+
+from storage.runs import finish_run, last_run_started, start_run
+from tracker.app import App
+from tracker.collect import PlatformResult, collect_platform, refresh_platform, utcnow
+from tracker.platforms.base import Adapter, Policy
+from tracker.platforms.registry import build_adapter, enabled_platforms
+from tracker.schedule import collect_interval, next_due
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Keeps one adapter per platform for the whole process (sessions and logins are reused)."""
+
+    def __init__(self, app: App, *, clock: Callable[[], dt.datetime] = utcnow,
+                 stop: threading.Event | None = None, policy: Policy | None = None) -> None:
+        self.app = app
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.policy = policy
+        self._adapters: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        return self.app.settings
+
+    def adapter(self, platform: str) -> Adapter:
+        with self._lock:
+            if platform not in self._adapters:
+                self._adapters[platform] = build_adapter(self.settings, platform, self.policy)
+            return self._adapters[platform]
+
+    def close(self) -> None:
+        for adapter in self._adapters.values():
+            close = getattr(adapter, "close", None)
+            if callable(close):
+                close()
+        self._adapters.clear()
+
+    # -- due checks ------------------------------------------------------------------------------
+
+    def _due(self, platform: str, kind: str, interval: dt.timedelta) -> bool:
+        with self.app.database().read() as session:
+            last = last_run_started(session, platform, kind)
+        due = next_due(last, interval)
+        return due is None or due <= self.clock()
+
+    def collect_due(self, platform: str) -> bool:
+        return self._due(platform, "collect", collect_interval(self.settings, self.clock()))
+
+    def refresh_due(self, platform: str) -> bool:
+        return self._due(platform, "refresh", dt.timedelta(minutes=self.settings.schedule.refresh_every_minutes))
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def collect(self, platform: str, *, force: bool = False) -> PlatformResult | None:
+        """Job `collect-<platform>`: one round if due. Never raises: errors are recorded."""
+        if self.stop.is_set() or not (force or self.collect_due(platform)):
+            return None
+        return self._guard(platform, "collect", lambda adapter: collect_platform(
+            self.app.database(), adapter, tagger=self.app.tagger(), clock=self.clock, stop=self.stop))
+
+    def refresh(self, platform: str, *, force: bool = False) -> PlatformResult | None:
+        """Job `refresh-metrics`: re-read metrics of recent posts if due."""
+        if self.stop.is_set() or not (force or self.refresh_due(platform)):
+            return None
+        max_age = dt.timedelta(days=self.settings.schedule.refresh_max_age_days)
+        return self._guard(platform, "refresh", lambda adapter: refresh_platform(
+            self.app.database(), adapter, max_age=max_age, tagger=self.app.tagger(), clock=self.clock,
+            stop=self.stop))
+
+    def refresh_all(self) -> list[PlatformResult]:
+        return [r for p in enabled_platforms(self.settings) if (r := self.refresh(p)) is not None]
+
+    def _guard(self, platform: str, kind: str, work: Callable[[Adapter], PlatformResult]) -> PlatformResult | None:
+        """A failure that escapes the collection loop (bad credentials at start-up, a database
+        outage) is logged with context and recorded as a failed run; the scheduler goes on."""
+        try:
+            return work(self.adapter(platform))
+        except Exception as exc:  # noqa: BLE001
+            log.error("job %s-%s failed: %s", kind, platform, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            try:
+                with self.app.database().write() as session:
+                    run_id = start_run(session, platform, kind, self.clock())
+                    finish_run(session, run_id, "failed", self.clock(), error=str(exc)[:2000])
+            except Exception:  # noqa: BLE001 - the database itself may be what failed
+                log.exception("could not record the failed %s run of %s", kind, platform)
+            return None
+
+    def run_due(self) -> list[PlatformResult]:
+        """Every due job once (start-up catch-up and `tracker run --once`)."""
+        results = []
+        for platform in enabled_platforms(self.settings):
+            if (result := self.collect(platform)) is not None:
+                results.append(result)
+        results.extend(self.refresh_all())
+        return results

@@ -1,0 +1,173 @@
+"""The scheduler: due work from the database's records, catch-up, the single-instance lock,
+a failing job, and a clean stop (SIGTERM) in the middle of a collection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from jobs.scheduler import SchedulerBusy, run_once, take_lock
+from jobs.worker import Worker
+from storage import locks
+from storage.db import open_database
+from storage.models import CollectionRun, Post, SchedulerLock
+from tests.helpers.fake_campaign import ENV, UTC, Fakes, Sleeps, seed, settings_raw, start_fakes
+from tracker.app import App
+from tracker.platforms.base import Policy
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def fakes() -> Iterator[Fakes]:
+    yield from start_fakes()
+
+
+def write_settings(tmp_path: Path, fakes: Fakes, **schedule: int) -> Path:
+    raw = settings_raw(fakes, f"sqlite:///{tmp_path / 'tracker.db'}")
+    lines = ['[campaign]\nname = "Test"\nhashtags = ["ihmisensote"]\n']
+    for stop in raw["tour"]["stops"]:
+        lines.append(f'[[tour.stops]]\narea = "{stop["area"]}"\ndate = {stop["date"]}\n')
+    lines.append(f'[storage]\nurl = "{raw["storage"]["url"]}"\n')
+    for name, cfg in raw["platforms"].items():
+        body = "".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n" for k, v in cfg.items())
+        lines.append(f"[platforms.{name}]\n{body}")
+    if schedule:
+        lines.append("[schedule]\n" + "".join(f"{k} = {v}\n" for k, v in schedule.items()))
+    path = tmp_path / "settings.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def app_for(path: Path) -> App:
+    return App(settings_path=str(path), env={**ENV})
+
+
+def runs(app: App) -> list[tuple[str, str, str]]:
+    with app.database().read() as s:
+        return [(r.platform, r.kind, r.status) for r in s.scalars(select(CollectionRun).order_by(CollectionRun.id))]
+
+
+def test_run_once_does_due_work_then_nothing_then_catches_up(fakes: Fakes, tmp_path: Path) -> None:
+    seed(fakes, n_x=5, n_m=3, n_b=2)
+    app = app_for(write_settings(tmp_path, fakes, collect_every_minutes=60, visit_collect_every_minutes=60,
+                                 refresh_every_minutes=120))
+    now = [dt.datetime.now(UTC)]
+    policy = Policy(sleep=Sleeps(), now=lambda: now[0])
+    try:
+        first = run_once(app, clock=lambda: now[0], policy=policy)
+        assert sorted((r.platform, r.kind, r.status) for r in first) == [
+            ("bluesky", "collect", "ok"), ("bluesky", "refresh", "ok"), ("mastodon", "collect", "ok"),
+            ("mastodon", "refresh", "ok"), ("x", "collect", "ok"), ("x", "refresh", "ok")]
+        with app.database().read() as s:
+            assert s.scalar(select(func.count()).select_from(Post)) == 10
+            assert s.scalar(select(func.count()).select_from(SchedulerLock)) == 0  # released
+        now[0] += dt.timedelta(minutes=30)
+        assert run_once(app, clock=lambda: now[0], policy=policy) == []  # nothing due yet
+        now[0] += dt.timedelta(minutes=31)  # collection due (60 min), refresh not (120 min)
+        assert sorted(r.platform for r in run_once(app, clock=lambda: now[0], policy=policy)) == [
+            "bluesky", "mastodon", "x"]
+        now[0] += dt.timedelta(days=3)  # downtime: everything is due at the first start
+        assert len(run_once(app, clock=lambda: now[0], policy=policy)) == 6
+    finally:
+        app.close()
+
+
+def test_denser_polling_on_visit_days(fakes: Fakes, tmp_path: Path) -> None:
+    app = app_for(write_settings(tmp_path, fakes, collect_every_minutes=60, visit_collect_every_minutes=10))
+    visit_day = dt.datetime.now(UTC)  # the test tour visits pirkanmaa today
+    worker = Worker(app, clock=lambda: visit_day, policy=Policy(sleep=Sleeps()))
+    try:
+        assert worker.collect("x") is not None
+        worker.clock = lambda: visit_day + dt.timedelta(minutes=11)
+        assert worker.collect_due("x")
+        worker.clock = lambda: visit_day + dt.timedelta(days=10)  # no visit around: hourly
+        with app.database().write() as s:
+            s.add(CollectionRun(platform="x", started_at=visit_day + dt.timedelta(days=10, minutes=-11),
+                                status="ok"))
+        assert not worker.collect_due("x")
+    finally:
+        worker.close()
+        app.close()
+
+
+def test_single_instance_lock(fakes: Fakes, tmp_path: Path) -> None:
+    app = app_for(write_settings(tmp_path, fakes))
+    now = dt.datetime.now(UTC)
+    try:
+        take_lock(app, "other-host:123", now)
+        with pytest.raises(SchedulerBusy, match=r"another scheduler \(other-host:123\) is running"):
+            run_once(app)
+        # a lock whose heartbeat stopped (kill -9) is taken over after it goes stale
+        with app.database().write() as s:
+            s.execute(SchedulerLock.__table__.update().values(heartbeat_at=now - dt.timedelta(minutes=10)))
+        run_once(app, policy=Policy(sleep=Sleeps()))
+        with app.database().write() as s:
+            assert locks.acquire(s, "scheduler", "third:1", now, dt.timedelta(minutes=3)).acquired
+    finally:
+        app.close()
+
+
+def test_failing_job_is_recorded_and_others_continue(fakes: Fakes, tmp_path: Path) -> None:
+    seed(fakes, n_x=3, n_m=2, n_b=2)
+    path = write_settings(tmp_path, fakes)
+    app = App(settings_path=str(path), env={})  # no secrets: X and Bluesky cannot start
+    try:
+        results = run_once(app, policy=Policy(sleep=Sleeps()))
+        assert [(r.platform, r.kind, r.status) for r in results] == [
+            ("mastodon", "collect", "ok"), ("mastodon", "refresh", "ok")]
+        recorded = runs(app)
+        assert ("x", "collect", "failed") in recorded and ("bluesky", "collect", "failed") in recorded
+        with app.database().read() as s:
+            errors = s.scalars(select(CollectionRun.error).where(CollectionRun.platform == "x")).all()
+        assert any("TRACKER_X_BEARER_TOKEN is not set" in (e or "") for e in errors)
+    finally:
+        app.close()
+
+
+def test_sigterm_during_collection_stops_cleanly(fakes: Fakes, tmp_path: Path) -> None:
+    seed(fakes, n_x=40, n_m=0, n_b=0)
+    path = write_settings(tmp_path, fakes)
+    text = path.read_text().replace("[platforms.mastodon]\nenabled = true", "[platforms.mastodon]\nenabled = false")
+    text = text.replace("[platforms.bluesky]\nenabled = true", "[platforms.bluesky]\nenabled = false")
+    path.write_text(text)
+    fakes.x.delay_next(1.5, count=10, path="/2/tweets/search/recent")  # every page is slow
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER")}
+    env.update(ENV)
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "--settings", str(path), "run"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = open_database(f"sqlite:///{tmp_path / 'tracker.db'}")
+    try:
+        deadline = time.monotonic() + 60
+        stored = 0
+        while time.monotonic() < deadline:  # wait until the first page is committed
+            with db.read() as s:
+                stored = s.scalar(select(func.count()).select_from(Post))
+            if stored:
+                break
+            time.sleep(0.1)
+        assert stored == 10
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "scheduler stopped" in err and "Traceback" not in err
+        with db.read() as s:
+            run = s.scalars(select(CollectionRun).where(CollectionRun.platform == "x")).one()
+            count = s.scalar(select(func.count()).select_from(Post))
+            assert s.scalar(select(func.count()).select_from(SchedulerLock)) == 0
+        assert run.status == "stopped" and run.finished_at is not None
+        assert count == run.new and count % 10 == 0 and count < 40  # whole pages only
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        db.dispose()
