@@ -289,3 +289,13 @@ class SchedulerLock(Base):
     holder: Mapped[str] = mapped_column(String(256))
     acquired_at: Mapped[dt.datetime]
     heartbeat_at: Mapped[dt.datetime]
+
+
+class TrackerState(Base):
+    """Small facts the tracker keeps about itself (e.g. the fingerprint of the tour last tagged)."""
+
+    __tablename__ = "tracker_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime]

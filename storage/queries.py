@@ -117,3 +117,71 @@ def row_counts(session: Session) -> dict[str, Any]:
 
     return {name: session.scalar(select(func.count()).select_from(table))
             for name, table in Base.metadata.tables.items()}
+
+
+def get_state(session: Session, key: str) -> str | None:
+    from storage.models import TrackerState
+
+    row = session.get(TrackerState, key)
+    return row.value if row else None
+
+
+def set_state(session: Session, key: str, value: str, now: dt.datetime) -> None:
+    from storage.models import TrackerState
+
+    stmt = _insert(session, TrackerState.__table__).values(key=key, value=value, updated_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=["key"],
+                                               set_={"value": stmt.excluded.value, "updated_at": now}))
+
+
+@dataclass(frozen=True, slots=True)
+class PostToTag:
+    id: int
+    text: str | None
+    hashtags: list[str]
+    created_at: dt.datetime
+
+
+def posts_for_tagging(session: Session, *, only_untagged: bool, batch: int = 5000) -> Iterable[list[PostToTag]]:
+    """Posts in id order, in batches (keyset paging); only those without an attribution if asked."""
+    last = 0
+    while True:
+        stmt = (select(Post.id, Post.text, Post.hashtags, Post.created_at)
+                .where(Post.id > last).order_by(Post.id).limit(batch))
+        if only_untagged:
+            stmt = stmt.outerjoin(Attribution, Attribution.post_id == Post.id).where(Attribution.post_id.is_(None))
+        rows = session.execute(stmt).all()
+        if not rows:
+            return
+        last = rows[-1].id
+        yield [PostToTag(r.id, r.text, list(r.hashtags or []), r.created_at) for r in rows]
+
+
+def find_post(session: Session, ref: str) -> Post | None:
+    """A post by database id, `platform:platform_id`, platform id alone, or its URL."""
+    if ref.isdigit():
+        post = session.get(Post, int(ref))
+        if post is not None:
+            return post
+    platform, sep, rest = ref.partition(":")
+    if sep and not ref.startswith(("http://", "https://", "at://")):
+        post = session.scalars(select(Post).where(Post.platform == platform, Post.platform_id == rest)).first()
+        if post is not None:
+            return post
+    matches = session.scalars(select(Post).where((Post.platform_id == ref) | (Post.url == ref)).limit(2)).all()
+    return matches[0] if len(matches) == 1 else None
+
+
+def set_manual_attribution(session: Session, post_id: int, stop_id: str | None, local_date: dt.date,
+                           now: dt.datetime) -> None:
+    """A person's decision: kept by every re-tagging until cleared."""
+    table = Attribution.__table__
+    values = {"post_id": post_id, "stop_id": stop_id, "method": "manual", "confidence": 1.0,
+              "local_date": local_date, "manual": True, "tagged_at": now}
+    stmt = _insert(session, table).values(values)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["post_id"], set_={k: stmt.excluded[k] for k in values if k != "post_id"}))
+
+
+def clear_manual_attribution(session: Session, post_id: int) -> None:
+    session.execute(Attribution.__table__.update().where(Attribution.post_id == post_id).values(manual=False))

@@ -241,3 +241,35 @@ def test_stops_sync_and_tags_keep_manual_attributions(db: Database) -> None:
         assert posts_per_stop(s) == {None: 1, "lappi": 1}
         assert sorted(s.scalars(select(PostArea.area).where(PostArea.post_id == ids["id-0"]))) == ["lappi", "pirkanmaa"]
         assert s.scalars(select(Stop.id)).all() == ["pirkanmaa"]
+
+
+def test_schema_behind_is_upgraded_or_refused(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        assert db.upgrade("0001").current == "0001"
+        with pytest.raises(DatabaseError, match=r"schema is at 0001, this tracker needs 0002: run `tracker db upgrade`"):
+            db.ensure_schema(auto_upgrade=False)
+        assert db.ensure_schema(auto_upgrade=True).current == "0002"
+        with db.engine.connect() as conn:
+            assert "tracker_state" in inspect(conn).get_table_names()
+    finally:
+        db.dispose()
+
+
+def test_cli_db_upgrade_to_a_revision_and_refusal(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[campaign]\nname = "T"\nhashtags = ["t"]\n[storage]\nauto_upgrade = false\n')
+
+    def tracker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tracker", "--settings", str(settings), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    assert tracker("db", "upgrade", "--revision", "0001").returncode == 0
+    refused = tracker("db", "status")
+    assert refused.returncode == 3
+    assert refused.stderr.strip() == "error: database schema is at 0001, this tracker needs 0002: run `tracker db upgrade`"
+    assert "0001 -> 0002" in tracker("db", "upgrade").stdout
+    assert tracker("db", "status").returncode == 0
