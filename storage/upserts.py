@@ -8,6 +8,7 @@ post row follow the newest snapshot: an older fetch arriving late never overwrit
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sqlalchemy import Table, and_, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.models import Author, AuthorFollowers, MetricSnapshot, Post, PostSource
+from storage.models import Author, AuthorFollowers, Base, MetricSnapshot, Post, PostSource
 from tracker.posts import NormalisedPost
 
 _SQLITE_MAX_PARAMS = 32_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -43,13 +44,21 @@ class StoreResult:
         return self
 
 
-def _insert(session: Session, table: Table) -> Any:
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert_for(dialect: str, table: Table) -> Any:
+    if dialect == "sqlite":
         return sqlite.insert(table)
-    if name == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(table)
-    raise NotImplementedError(f"upserts are not implemented for {name}")
+    raise NotImplementedError(f"upserts are not implemented for {dialect}")
+
+
+def _insert(session: Session, table: Table) -> Any:
+    """A dialect-specific INSERT (with ON CONFLICT support) for this session's database."""
+    return _insert_for(_dialect(session), table)
 
 
 def chunk_size(session: Session, columns: int) -> int:
@@ -87,6 +96,60 @@ def _latest(table: Table, excluded: Any, column: str, stamp: str) -> Any:
     )
 
 
+def _stamp(table: Table, excluded: Any, stamp: str) -> Any:
+    """SQL: the newer of the two timestamps, ignoring an incoming NULL."""
+    return case((and_(_newer(table, excluded, stamp), excluded[stamp].is_not(None)), excluded[stamp]),
+                else_=table.c[stamp])
+
+
+# Statements are built once per dialect: compiled once, then run as executemany batches.
+
+
+@functools.cache
+def _author_upsert(dialect: str) -> Any:
+    table = Author.__table__
+    stmt = _insert_for(dialect, table)
+    ex = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["platform", "platform_id"],
+        set_={
+            "handle": _latest(table, ex, "handle", "last_seen_at"),
+            "display_name": _latest(table, ex, "display_name", "last_seen_at"),
+            "url": _latest(table, ex, "url", "last_seen_at"),
+            "followers": _latest(table, ex, "followers", "followers_at"),
+            "followers_at": _stamp(table, ex, "followers_at"),
+            "last_seen_at": _stamp(table, ex, "last_seen_at"),
+        },
+    ).returning(table.c.id, table.c.platform, table.c.platform_id)
+
+
+@functools.cache
+def _post_upsert(dialect: str) -> Any:
+    table = Post.__table__
+    stmt = _insert_for(dialect, table)
+    ex = stmt.excluded
+    newer = _newer(table, ex, "updated_at")
+    return stmt.on_conflict_do_update(
+        index_elements=["platform", "platform_id"],
+        set_={
+            **{c: _latest(table, ex, c, "updated_at")
+               for c in ("url", "author_id", "text", "language", "kind", "referenced_id", "edited_at")},
+            "hashtags": case((newer, ex.hashtags), else_=table.c.hashtags),
+            # seen live again after being marked deleted (restored, or made public again)
+            "deleted_at": case((newer, None), else_=table.c.deleted_at),
+            "updated_at": case((newer, ex.updated_at), else_=table.c.updated_at),
+            **{c: _latest(table, ex, c, "metrics_at") for c in ("likes", "reposts", "replies", "quotes", "views")},
+            "metrics_at": _stamp(table, ex, "metrics_at"),
+        },
+    ).returning(table.c.id, table.c.platform, table.c.platform_id, table.c.first_seen_at)
+
+
+@functools.cache
+def _ignore_duplicates(dialect: str, table_name: str, keys: tuple[str, ...]) -> Any:
+    table = Base.metadata.tables[table_name]
+    return _insert_for(dialect, table).on_conflict_do_nothing(index_elements=list(keys))
+
+
 def upsert_authors(session: Session, posts: Sequence[NormalisedPost]) -> dict[tuple[str, str], int]:
     """Insert or refresh the posts' authors; return (platform, author platform_id) -> author id."""
     newest: dict[tuple[str, str], tuple[dt.datetime, Any]] = {}
@@ -109,27 +172,10 @@ def upsert_authors(session: Session, posts: Sequence[NormalisedPost]) -> dict[tu
         }
         for (platform, author_id), (fetched, author) in newest.items()
     ]
-    table = Author.__table__
     ids: dict[tuple[str, str], int] = {}
+    stmt = _author_upsert(_dialect(session))
     for part in chunks(rows, chunk_size(session, 9)):
-        stmt = _insert(session, table).values(list(part))
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["platform", "platform_id"],
-            set_={
-                "handle": _latest(table, ex, "handle", "last_seen_at"),
-                "display_name": _latest(table, ex, "display_name", "last_seen_at"),
-                "url": _latest(table, ex, "url", "last_seen_at"),
-                "followers": _latest(table, ex, "followers", "followers_at"),
-                "followers_at": case(
-                    (and_(_newer(table, ex, "followers_at"), ex.followers_at.is_not(None)), ex.followers_at),
-                    else_=table.c.followers_at,
-                ),
-                "last_seen_at": case((ex.last_seen_at > table.c.last_seen_at, ex.last_seen_at),
-                                     else_=table.c.last_seen_at),
-            },
-        ).returning(table.c.id, table.c.platform, table.c.platform_id)
-        for row in session.execute(stmt):
+        for row in session.execute(stmt, list(part)):
             ids[(row.platform, row.platform_id)] = row.id
     history = [
         {"author_id": ids[(r["platform"], r["platform_id"])], "observed_at": r["followers_at"],
@@ -144,10 +190,9 @@ def upsert_authors(session: Session, posts: Sequence[NormalisedPost]) -> dict[tu
 def _insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: list[str]) -> None:
     if not rows:
         return
-    size = chunk_size(session, len(rows[0]))
-    for part in chunks(rows, size):
-        stmt = _insert(session, table).values(list(part)).on_conflict_do_nothing(index_elements=keys)
-        session.execute(stmt)
+    stmt = _ignore_duplicates(_dialect(session), table.name, tuple(keys))
+    for part in chunks(rows, chunk_size(session, len(rows[0]))):
+        session.execute(stmt, list(part))
 
 
 def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: str = "api") -> StoreResult:
@@ -163,31 +208,10 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
     author_ids = upsert_authors(session, unique)
     stamp = dt.datetime.now(dt.timezone.utc)
     rows = [_post_row(p, author_ids[(p.platform, p.author.platform_id)], stamp, origin) for p in unique]
-    table = Post.__table__
     post_ids = result.ids
+    stmt = _post_upsert(_dialect(session))
     for part in chunks(rows, chunk_size(session, len(rows[0]))):
-        stmt = _insert(session, table).values(list(part))
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["platform", "platform_id"],
-            set_={
-                **{c: _latest(table, ex, c, "updated_at")
-                   for c in ("url", "author_id", "text", "language", "kind", "referenced_id", "edited_at")},
-                "hashtags": case((_newer(table, ex, "updated_at"), ex.hashtags), else_=table.c.hashtags),
-                # Seen live again after being marked deleted (e.g. restored): live again.
-                "deleted_at": case((_newer(table, ex, "updated_at"), None), else_=table.c.deleted_at),
-                "updated_at": func.coalesce(
-                    case((_newer(table, ex, "updated_at"), ex.updated_at), else_=table.c.updated_at),
-                    ex.updated_at,
-                ),
-                **{c: _latest(table, ex, c, "metrics_at") for c in ("likes", "reposts", "replies", "quotes", "views")},
-                "metrics_at": case(
-                    (and_(_newer(table, ex, "metrics_at"), ex.metrics_at.is_not(None)), ex.metrics_at),
-                    else_=table.c.metrics_at,
-                ),
-            },
-        ).returning(table.c.id, table.c.platform, table.c.platform_id, table.c.first_seen_at)
-        for row in session.execute(stmt):
+        for row in session.execute(stmt, list(part)):
             post_ids[(row.platform, row.platform_id)] = row.id
             if row.first_seen_at == stamp:
                 result.new += 1
