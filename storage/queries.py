@@ -142,19 +142,13 @@ class PostToTag:
     created_at: dt.datetime
 
 
-def posts_for_tagging(session: Session, *, only_untagged: bool, batch: int = 5000) -> Iterable[list[PostToTag]]:
-    """Posts in id order, in batches (keyset paging); only those without an attribution if asked."""
-    last = 0
-    while True:
-        stmt = (select(Post.id, Post.text, Post.hashtags, Post.created_at)
-                .where(Post.id > last).order_by(Post.id).limit(batch))
-        if only_untagged:
-            stmt = stmt.outerjoin(Attribution, Attribution.post_id == Post.id).where(Attribution.post_id.is_(None))
-        rows = session.execute(stmt).all()
-        if not rows:
-            return
-        last = rows[-1].id
-        yield [PostToTag(r.id, r.text, list(r.hashtags or []), r.created_at) for r in rows]
+def posts_to_tag(session: Session, *, after_id: int, only_untagged: bool, limit: int = 5000) -> list[PostToTag]:
+    """The next batch of posts after `after_id` (keyset paging: each batch is its own query)."""
+    stmt = (select(Post.id, Post.text, Post.hashtags, Post.created_at)
+            .where(Post.id > after_id).order_by(Post.id).limit(limit))
+    if only_untagged:
+        stmt = stmt.outerjoin(Attribution, Attribution.post_id == Post.id).where(Attribution.post_id.is_(None))
+    return [PostToTag(r.id, r.text, list(r.hashtags or []), r.created_at) for r in session.execute(stmt)]
 
 
 def find_post(session: Session, ref: str) -> Post | None:

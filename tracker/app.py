@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from storage.db import Database, open_database
 from storage.queries import sync_stops
 from tracker.settings import Settings, load_settings
+from tracker.tagging import Tagger
 
 
 class SecretScrubber(logging.Filter):
@@ -51,6 +52,14 @@ class App:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     _settings: Settings | None = None
     _db: Database | None = None
+    _tagger: Tagger | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> App:
+        """An App around settings built in code (the demo, tests)."""
+        app = cls(settings_path=str(settings.path) if settings.path else None)
+        app._settings = settings
+        return app
 
     @property
     def settings(self) -> Settings:
@@ -68,13 +77,16 @@ class App:
             with db.write() as session:
                 sync_stops(session, self.settings.tour.stops, dt.datetime.now(dt.timezone.utc))
             self._db = db
+            from tracker.retag import retag_if_tour_changed
+
+            retagged = retag_if_tour_changed(db, self.settings, self.tagger())
+            if retagged:
+                logging.getLogger("tracker").warning("the tour changed: re-tagged %d posts", retagged)
         return self._db
 
-    def tagger(self):  # type: ignore[no-untyped-def]
+    def tagger(self) -> Tagger:
         """The visit tagger for the current tour (built once per invocation)."""
-        if getattr(self, "_tagger", None) is None:
-            from tracker.tagging import Tagger
-
+        if self._tagger is None:
             s = self.settings
             self._tagger = Tagger(s.tour.stops, s.campaign.timezone, s.tagging.days_before, s.tagging.days_after)
         return self._tagger
