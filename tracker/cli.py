@@ -201,7 +201,9 @@ def demo(out_dir: str) -> None:
 def _register() -> None:
     from tracker.cli_collect import collect, import_posts, refresh_metrics, run, status
 
-    for command in (collect, refresh_metrics, status, import_posts, run):
+    from tracker.cli_tag import attribute, tag, tag_file
+
+    for command in (collect, refresh_metrics, status, import_posts, run, tag, tag_file, attribute):
         cli.add_command(command)
 
 
