@@ -21,6 +21,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from jobs.worker import Worker
@@ -95,6 +96,14 @@ def build_scheduler(worker: Worker, holder: str) -> BlockingScheduler:
     sched.add_job(worker.refresh_all, IntervalTrigger(minutes=refresh), id="refresh-metrics",
                   name="refresh metrics", misfire_grace_time=refresh * 60,
                   next_run_time=now + dt.timedelta(seconds=30))
+
+    # The weekly email: ticks hourly at the configured minute (so at the configured day and time,
+    # and again every hour after a failed send) and once shortly after start-up (catch-up after
+    # downtime); Worker.weekly decides from sent_reports whether anything is due.
+    minute = int(settings.schedule.weekly_report_time.split(":")[1])
+    sched.add_job(worker.weekly, CronTrigger(minute=minute, timezone=settings.campaign.tz), id="weekly-report",
+                  name="weekly report email", misfire_grace_time=30 * 60,
+                  next_run_time=now + dt.timedelta(seconds=60))
 
     def beat() -> None:
         with worker.app.database().write() as session:

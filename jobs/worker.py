@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from storage.runs import finish_run, last_run_started, start_run
 from tracker.app import App
@@ -18,6 +19,9 @@ from tracker.collect import PlatformResult, collect_platform, refresh_platform, 
 from tracker.platforms.base import Adapter, Policy
 from tracker.platforms.registry import build_adapter, enabled_platforms
 from tracker.schedule import collect_interval, next_due
+
+if TYPE_CHECKING:
+    from tracker.weekly import SendOutcome
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class Worker:
         self.policy = policy
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
+        self._weekly_noted: set[str] = set()
 
     @property
     def settings(self):  # type: ignore[no-untyped-def]
@@ -101,6 +106,43 @@ class Worker:
                 log.exception("could not record the failed %s run of %s", kind, platform)
             return None
 
+    def weekly(self) -> SendOutcome | None:
+        """Job `weekly-report`: the previous week's email once this week's send time has passed,
+        unless it was sent (or a run stopped while sending: never re-sent without a person's
+        --force). A failed send is retried at the next tick. Never raises: errors are logged."""
+        from tracker.weekly import due_week, in_progress_text, report_state, send_weekly  # charts: load late
+
+        if self.stop.is_set():
+            return None
+        settings = self.settings
+        if not settings.email.recipients:
+            self._note_once("no-recipients", logging.INFO,
+                            "weekly email: no [email] recipients configured, not sending it")
+            return None
+        try:
+            week = due_week(settings, self.clock())
+            if week is None:
+                return None
+            state = report_state(self.app.database(), settings, week)
+            if state is not None and state.status == "sent":
+                return None
+            if state is not None and state.status == "sending":
+                self._note_once(f"sending-{week.label}", logging.WARNING, "weekly email: %s",
+                                in_progress_text(week))
+                return None
+            outcome = send_weekly(self.app.database(), settings, week, now=self.clock())
+        except Exception as exc:  # noqa: BLE001 - recorded as 'failed' by send_weekly; retried later
+            log.error("weekly email failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return None
+        level = logging.WARNING if outcome.status == "in-progress" else logging.INFO
+        log.log(level, "weekly email: %s", outcome.text)
+        return outcome
+
+    def _note_once(self, key: str, level: int, message: str, *args: object) -> None:
+        if key not in self._weekly_noted:
+            self._weekly_noted.add(key)
+            log.log(level, message, *args)
+
     def run_due(self) -> list[PlatformResult]:
         """Every due job once (start-up catch-up and `tracker run --once`)."""
         results = []
@@ -108,4 +150,5 @@ class Worker:
             if (result := self.collect(platform)) is not None:
                 results.append(result)
         results.extend(self.refresh_all())
+        self.weekly()  # last, so it reports freshly collected figures; not a collection result
         return results

@@ -119,3 +119,7 @@ def posts_to_refresh(
             return
         last_id = rows[-1].id
         yield [(r.platform_id, r.source, r.source_id, r.url) for r in rows]
+
+
+def all_gaps(session: Session) -> list[Gap]:
+    return list(session.scalars(select(Gap).order_by(Gap.recorded_at)))

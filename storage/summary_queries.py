@@ -1,8 +1,8 @@
 """SQL for engagement and reach summaries: every figure is aggregated here, in the database.
 
 Summaries must stay fast on a million posts, so nothing here returns one row per post except
-the export stream: counts and sums are GROUP BYs, unique authors come from a DISTINCT subquery,
-and results are small DataFrames keyed by visit, platform and/or local day.
+the export stream: counts and sums are GROUP BYs, unique authors come from a GROUP BY (visit,
+author) subquery, and results are small DataFrames keyed by visit, platform and/or local day.
 
 Rules shared by every query (see docs/figures.md):
 - deleted posts (`deleted_at` set) are left out;
@@ -15,13 +15,13 @@ Rules shared by every query (see docs/figures.md):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import BigInteger, Date, Select, case, cast, func, literal, literal_column, select
+from sqlalchemy import BigInteger, Date, Select, and_, case, cast, func, literal, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -200,17 +200,23 @@ def author_figures(conn: Connection, f: PostFilter, by: Sequence[Key]) -> pd.Dat
     """Unique authors and potential reach (their latest follower counts, each author once).
 
     Columns: the keys, unique_authors, potential_reach (0 when no author's count is known),
-    with_followers (authors whose count is known).
+    with_followers (authors whose count is known). Posts whose author row is gone are left out.
     """
+    if "stop" not in by and "day" not in by:
+        return _authors_by_platform(conn, f, by)
     keys = _keys(conn, f, by)
-    distinct = (
-        select(*keys, _p.c.author_id.label("author_id"))
+    # No `author_id IS NOT NULL` here: SQLite would then walk posts through the author index
+    # (random reads, several times slower than a scan). The join to authors drops NULLs anyway.
+    pairs = (
+        select(*[k for k in keys if k.name != "platform"], _p.c.author_id.label("author_id"))
         .select_from(_from())
-        .where(*_where(f), _p.c.author_id.is_not(None))
-        .distinct()
+        .where(*_where(f))
+        .group_by(*[k for k in keys if k.name != "platform"], _p.c.author_id)
         .subquery("d")
     )
-    outer_keys = [distinct.c[k] for k in by]
+    # An author belongs to one platform, the platform of all its posts (authors are stored per
+    # platform), so (visit, author) pairs are grouped by the author's platform.
+    outer_keys = [pairs.c[k] if k != "platform" else _au.c.platform.label("platform") for k in by]
     stmt = (
         select(
             *outer_keys,
@@ -218,15 +224,34 @@ def author_figures(conn: Connection, f: PostFilter, by: Sequence[Key]) -> pd.Dat
             func.coalesce(_sum(_au.c.followers), 0).label("potential_reach"),
             func.count(_au.c.followers).label("with_followers"),
         )
-        .select_from(distinct.join(_au, _au.c.id == distinct.c.author_id))
+        .select_from(pairs.join(_au, _au.c.id == pairs.c.author_id))
+        .group_by(*outer_keys)
     )
-    if outer_keys:
-        stmt = stmt.group_by(*outer_keys)
     return _fix_days(_frame(conn, stmt))
 
 
+def _authors_by_platform(conn: Connection, f: PostFilter, by: Sequence[Key]) -> pd.DataFrame:
+    """Campaign-wide authors: each author with at least one covered post (an index probe each)."""
+    has_post = (
+        select(literal(1))
+        .select_from(_from())
+        .where(_p.c.author_id == _au.c.id, *_where(f))
+        .exists()
+    )
+    keys = [_au.c.platform.label("platform")] if "platform" in by else []
+    stmt = select(
+        *keys,
+        func.count().label("unique_authors"),
+        func.coalesce(_sum(_au.c.followers), 0).label("potential_reach"),
+        func.count(_au.c.followers).label("with_followers"),
+    ).where(has_post)
+    if keys:
+        stmt = stmt.group_by(*keys)
+    return _frame(conn, stmt)
+
+
 def _plus_seconds(conn: Connection, column: Any, seconds: int) -> ColumnElement[Any]:
-    """column + seconds, compared against stored timestamps of the same dialect."""
+    """column + seconds, comparable with stored timestamps of the same dialect."""
     if conn.dialect.name == "postgresql":
         return column + literal(dt.timedelta(seconds=seconds))
     # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' text: shift the whole seconds, keep the fraction.
@@ -234,58 +259,90 @@ def _plus_seconds(conn: Connection, column: Any, seconds: int) -> ColumnElement[
     return whole.op("||")(func.substr(column, 20))
 
 
-def figures_at_age(conn: Connection, f: PostFilter, by: Sequence[Key], age: dt.timedelta,
-                   now: dt.datetime) -> pd.DataFrame:
-    """Engagement of each post as it was `age` after posting, summed per group.
+def figures_at_ages(conn: Connection, f: PostFilter, by: Sequence[Key], ages: Mapping[str, dt.timedelta],
+                    now: dt.datetime) -> pd.DataFrame:
+    """Engagement of each post as it was at each age after posting, summed per group, in one pass.
 
-    A post's figure is its latest snapshot taken at or before created_at + age. Posts younger
-    than `age` (at `now`) and posts without such a snapshot are left out; `covered` counts the
-    posts that are in. Columns: the keys, covered, likes, shares, reply_count, quote_count,
-    engagement.
+    A post's figure at an age is its latest snapshot taken at or before created_at + age. Posts
+    younger than the age (at `now`) or without such a snapshot are left out of that age.
+    Columns: the keys, then per age label L: covered_L (posts in) and engagement_L.
     """
-    seconds = int(age.total_seconds())
     keys = _keys(conn, f, by)
-    ranked = (
-        select(
-            _s.c.post_id,
-            _s.c.likes, _s.c.reposts, _s.c.replies, _s.c.quotes,
-            func.row_number().over(partition_by=_s.c.post_id, order_by=_s.c.fetched_at.desc()).label("rn"),
+    youngest = min(ages.values())
+    where = [*_where(f), _p.c.created_at <= now - youngest]
+    if conn.dialect.name == "postgresql":
+        return _fix_days(_frame(conn, _at_ages_lateral(f, keys, ages, now, where, conn)))
+    # SQLite: per post and age one probe of the snapshots' primary key (post_id, fetched_at) for
+    # the moment, then one exact lookup; cheaper than ranking every snapshot.
+    moments = []
+    for label, age in ages.items():
+        s2 = _s.alias(f"m_{label}")
+        latest = (
+            select(func.max(s2.c.fetched_at))
+            .where(s2.c.post_id == _p.c.id,
+                   s2.c.fetched_at <= _plus_seconds(conn, _p.c.created_at, int(age.total_seconds())))
+            .scalar_subquery()
         )
-        .select_from(_s.join(_p, _p.c.id == _s.c.post_id))
-        .where(
-            _p.c.deleted_at.is_(None),
-            _p.c.created_at <= now - age,
-            _s.c.fetched_at <= _plus_seconds(conn, _p.c.created_at, seconds),
-            *([_p.c.platform == f.platform] if f.platform is not None else []),
-            *([_p.c.created_at >= f.start] if f.start is not None else []),
-            *([_p.c.created_at < f.end] if f.end is not None else []),
-        )
-        .subquery("r")
-    )
-    stmt = (
-        select(
-            *keys,
-            func.count().label("covered"),
-            func.coalesce(_sum(ranked.c.likes), 0).label("likes"),
-            func.coalesce(_sum(ranked.c.reposts), 0).label("shares"),
-            func.coalesce(_sum(ranked.c.replies), 0).label("reply_count"),
-            func.coalesce(_sum(ranked.c.quotes), 0).label("quote_count"),
-            func.coalesce(_sum(engagement_expr(ranked)), 0).label("engagement"),
-        )
-        .select_from(ranked.join(_p, _p.c.id == ranked.c.post_id).outerjoin(_a, _a.c.post_id == _p.c.id))
-        .where(ranked.c.rn == 1, *_where(f))
-    )
-    if keys:
-        stmt = stmt.group_by(*keys)
+        moments.append(case((_p.c.created_at <= now - age, latest), else_=None).label(f"at_{label}"))
+    posts = select(*keys, _p.c.id.label("post_id"), *moments).select_from(_from()).where(*where).subquery("x")
+    joined: Any = posts
+    figures = []
+    for label in ages:
+        snap = _s.alias(f"s_{label}")
+        joined = joined.outerjoin(snap, and_(snap.c.post_id == posts.c.post_id,
+                                             snap.c.fetched_at == posts.c[f"at_{label}"]))
+        figures += [func.count(snap.c.post_id).label(f"covered_{label}"),
+                    func.coalesce(_sum(engagement_expr(snap)), 0).label(f"engagement_{label}")]
+    outer_keys = [posts.c[k] for k in by]
+    stmt = select(*outer_keys, *figures).select_from(joined)
+    if outer_keys:
+        stmt = stmt.group_by(*outer_keys)
     return _fix_days(_frame(conn, stmt))
 
 
-def time_span(conn: Connection, f: PostFilter) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """First and last created_at of the posts the filter covers (UTC)."""
-    row = conn.execute(
-        select(func.min(_p.c.created_at), func.max(_p.c.created_at)).select_from(_from()).where(*_where(f))
-    ).one()
-    return _utc(row[0]), _utc(row[1])
+def _at_ages_lateral(f: PostFilter, keys: list[ColumnElement[Any]], ages: Mapping[str, dt.timedelta],
+                     now: dt.datetime, where: list[ColumnElement[bool]], conn: Connection) -> Select[Any]:
+    """PostgreSQL: one LATERAL top-1 index probe per post and age."""
+    joined: Any = _from()
+    figures = []
+    for label, age in ages.items():
+        snap = _s.alias(f"s_{label}")
+        top = (
+            select(engagement_expr(snap).label("e"))
+            .where(snap.c.post_id == _p.c.id,
+                   snap.c.fetched_at <= _plus_seconds(conn, _p.c.created_at, int(age.total_seconds())),
+                   _p.c.created_at <= now - age)
+            .order_by(snap.c.fetched_at.desc())
+            .limit(1)
+            .lateral(f"l_{label}")
+        )
+        joined = joined.outerjoin(top, literal(True))
+        figures += [func.count(top.c.e).label(f"covered_{label}"),
+                    func.coalesce(_sum(top.c.e), 0).label(f"engagement_{label}")]
+    stmt = select(*keys, *figures).select_from(joined).where(*where)
+    return stmt.group_by(*keys) if keys else stmt
+
+
+def daily_counts(conn: Connection, f: PostFilter) -> pd.DataFrame:
+    """Posts, engagement and posts with no visit per local day and platform."""
+    day = local_day(conn, f).label("day")
+    stmt = (
+        select(
+            day, _p.c.platform.label("platform"),
+            func.count().label("posts"),
+            func.coalesce(_sum(engagement_expr()), 0).label("engagement"),
+            _sum(case((_visit(f).is_(None), 1), else_=0)).label("no_visit"),
+        )
+        .select_from(_from())
+        .where(*_where(f))
+        .group_by(day, _p.c.platform)
+    )
+    return _fix_days(_frame(conn, stmt))
+
+
+def count_posts(conn: Connection, f: PostFilter) -> int:
+    """How many posts the filter covers."""
+    return int(conn.execute(select(func.count()).select_from(_from()).where(*_where(f))).scalar_one())
 
 
 def _utc(value: Any) -> dt.datetime | None:
@@ -302,6 +359,16 @@ def _utc(value: Any) -> dt.datetime | None:
 def top_posts(conn: Connection, f: PostFilter, n: int) -> pd.DataFrame:
     """The `n` posts with the most engagement (ties: earlier first), with author and visit."""
     engagement = engagement_expr().label("engagement")
+    # Pick the n posts first (one scan, a top-n sort), then join author and visit for those only.
+    source = _from() if f.stop is not None or f.no_visit else _p
+    best = (
+        select(_p.c.id.label("post_id"), engagement)
+        .select_from(source)
+        .where(*_where(f))
+        .order_by(engagement.desc(), _p.c.created_at, _p.c.id)
+        .limit(n)
+        .subquery("best")
+    )
     stmt = (
         select(
             _p.c.id.label("post_id"), _p.c.platform, _p.c.platform_id, _p.c.url, _p.c.text, _p.c.kind,
@@ -309,12 +376,11 @@ def top_posts(conn: Connection, f: PostFilter, n: int) -> pd.DataFrame:
             _au.c.handle.label("author_handle"), _au.c.display_name.label("author_name"),
             _au.c.url.label("author_url"), _au.c.followers.label("author_followers"),
             _p.c.likes, _p.c.reposts.label("shares"), _p.c.replies.label("reply_count"),
-            _p.c.quotes.label("quote_count"), _p.c.views.label("impressions"), engagement,
+            _p.c.quotes.label("quote_count"), _p.c.views.label("impressions"), best.c.engagement,
         )
-        .select_from(_from().outerjoin(_au, _au.c.id == _p.c.author_id))
-        .where(*_where(f))
-        .order_by(engagement.desc(), _p.c.created_at, _p.c.id)
-        .limit(n)
+        .select_from(best.join(_p, _p.c.id == best.c.post_id).outerjoin(_a, _a.c.post_id == _p.c.id)
+                     .outerjoin(_au, _au.c.id == _p.c.author_id))
+        .order_by(best.c.engagement.desc(), _p.c.created_at, _p.c.id)
     )
     df = _frame(conn, stmt)
     df["created_at"] = [_utc(v) for v in df["created_at"]]
@@ -323,18 +389,28 @@ def top_posts(conn: Connection, f: PostFilter, n: int) -> pd.DataFrame:
 
 def top_authors(conn: Connection, f: PostFilter, n: int, order: Literal["posts", "reach"]) -> pd.DataFrame:
     """Authors with the most posts, or with the largest follower count, among the covered posts."""
+    followers = func.coalesce(_au.c.followers, -1)  # unknown counts sort last on both databases
+    where = _where(f)
+    if order == "reach":
+        # The n largest audiences among authors with a covered post (one index probe per author),
+        # then only their posts are counted: no need to group every post.
+        has_post = select(literal(1)).select_from(_from()).where(_p.c.author_id == _au.c.id, *_where(f)).exists()
+        chosen = select(_au.c.id).where(has_post).order_by(followers.desc(), _au.c.handle, _au.c.id).limit(n)
+        author = _p.c.author_id.label("author_id")
+        where = [*where, _p.c.author_id.in_(chosen.scalar_subquery())]
+    else:
+        author = (_p.c.author_id + 0).label("author_id")  # + 0: sort, don't walk posts by the author index
     grouped = (
         select(
-            _p.c.author_id,
+            author,
             func.count().label("posts"),
             func.coalesce(_sum(engagement_expr()), 0).label("engagement"),
         )
         .select_from(_from())
-        .where(*_where(f), _p.c.author_id.is_not(None))
-        .group_by(_p.c.author_id)
+        .where(*where)
+        .group_by(author)
         .subquery("g")
     )
-    followers = func.coalesce(_au.c.followers, -1)  # unknown counts sort last on both databases
     ordering = ([grouped.c.posts.desc(), followers.desc()] if order == "posts"
                 else [followers.desc(), grouped.c.posts.desc()])
     stmt = (
@@ -388,6 +464,6 @@ def export_posts(conn: Connection, f: PostFilter, chunk_rows: int = 50_000) -> I
 
 
 __all__ = [
-    "KINDS", "Key", "PostFilter", "author_figures", "engagement_expr", "export_posts",
-    "figures_at_age", "local_day", "post_figures", "time_span", "top_authors", "top_posts",
+    "KINDS", "Key", "PostFilter", "author_figures", "count_posts", "daily_counts", "engagement_expr", "export_posts",
+    "figures_at_ages", "local_day", "post_figures", "top_authors", "top_posts",
 ]

@@ -171,3 +171,152 @@ def test_sigterm_during_collection_stops_cleanly(fakes: Fakes, tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
         db.dispose()
+
+
+# -- the weekly email --------------------------------------------------------------------------------
+
+
+class MailSink:
+    """aiosmtpd handler: keeps the Subject of every message it accepts."""
+
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        from email import message_from_bytes, policy
+
+        message = message_from_bytes(envelope.original_content, policy=policy.default)  # type: ignore[attr-defined]
+        self.subjects.append(str(message["Subject"]))
+        return "250 OK"
+
+
+@pytest.fixture
+def mail_sink() -> Iterator[tuple[MailSink, int]]:
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+def weekly_app(tmp_path: Path, port: int, recipients: str = '["tiimi@example.fi"]') -> App:
+    """No platform enabled: run_due has only the weekly email to do."""
+    path = tmp_path / "weekly.toml"
+    path.write_text(f"""[campaign]
+name = "Kiertue"
+hashtags = ["ihmisensote"]
+
+[[tour.stops]]
+area = "pirkanmaa"
+date = 2023-02-09
+
+[storage]
+url = "sqlite:///{tmp_path / 'weekly.db'}"
+
+[email]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+sender = "seuranta@example.fi"
+recipients = {recipients}
+
+[schedule]
+weekly_report_day = "mon"
+weekly_report_time = "08:00"
+""", encoding="utf-8")
+    return App(settings_path=str(path), env={})
+
+
+def sent(app: App) -> list[tuple[str, str]]:
+    from storage.models import SentReport
+
+    with app.database().read() as s:
+        return [(r.period, r.status) for r in s.scalars(select(SentReport).order_by(SentReport.id))]
+
+
+def test_weekly_email_catches_up_once(mail_sink: tuple[MailSink, int], tmp_path: Path) -> None:
+    sink, port = mail_sink
+    app = weekly_app(tmp_path, port)
+    now = [dt.datetime(2023, 2, 13, 5, 30, tzinfo=UTC)]  # Monday 07:30 in Helsinki: not yet due
+    worker = Worker(app, clock=lambda: now[0])
+    try:
+        assert worker.run_due() == [] and sink.subjects == []
+        now[0] = dt.datetime(2023, 2, 14, 10, 0, tzinfo=UTC)  # down over Monday 08:00: catch up
+        worker.run_due()
+        worker.run_due()  # two consecutive runs send once
+        assert sink.subjects == ["Viikkokatsaus 6.–12.2.2023: Kiertue"] and sent(app) == [("2023-W06", "sent")]
+        # down for two weeks, back on Monday 27.2. after 08:00: only the latest week, not W07 too
+        now[0] = dt.datetime(2023, 2, 27, 6, 30, tzinfo=UTC)
+        worker.run_due()
+        worker.run_due()
+        assert sink.subjects[1:] == ["Viikkokatsaus 20.–26.2.2023: Kiertue"]
+        assert sent(app) == [("2023-W06", "sent"), ("2023-W08", "sent")]
+    finally:
+        worker.close()
+        app.close()
+
+
+def test_weekly_email_never_resends_an_interrupted_send(mail_sink: tuple[MailSink, int], tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from storage.reports import claim_report
+
+    sink, port = mail_sink
+    app = weekly_app(tmp_path, port)
+    now = dt.datetime(2023, 2, 14, 10, 0, tzinfo=UTC)
+    with app.database().write() as s:  # a previous process claimed W06 and died while sending
+        claim_report(s, "weekly", "2023-W06", app.settings.email.recipients, now)
+    worker = Worker(app, clock=lambda: now)
+    try:
+        with caplog.at_level("WARNING", logger="jobs.worker"):
+            worker.run_due()
+            worker.run_due()
+        assert sink.subjects == [] and sent(app) == [("2023-W06", "sending")]
+        warnings = [r.getMessage() for r in caplog.records if "may have been sent already" in r.getMessage()]
+        assert len(warnings) == 1  # said once, not at every tick
+    finally:
+        worker.close()
+        app.close()
+
+
+def test_weekly_email_without_recipients_does_nothing(mail_sink: tuple[MailSink, int], tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    sink, port = mail_sink
+    app = weekly_app(tmp_path, port, recipients="[]")
+    worker = Worker(app, clock=lambda: dt.datetime(2023, 2, 14, 10, 0, tzinfo=UTC))
+    try:
+        with caplog.at_level("INFO", logger="jobs.worker"):
+            assert worker.weekly() is None and worker.weekly() is None
+        assert sink.subjects == [] and sent(app) == []
+        assert [r.getMessage() for r in caplog.records].count(
+            "weekly email: no [email] recipients configured, not sending it") == 1
+    finally:
+        worker.close()
+        app.close()
+
+
+def test_weekly_job_in_the_scheduler(tmp_path: Path) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    from jobs.scheduler import build_scheduler
+
+    app = weekly_app(tmp_path, 25)
+    start = dt.datetime(2023, 2, 14, 10, 0, tzinfo=UTC)
+    worker = Worker(app, clock=lambda: start)
+    try:
+        job = build_scheduler(worker, "test:1").get_job("weekly-report")
+        assert isinstance(job.trigger, CronTrigger) and job.misfire_grace_time == 30 * 60
+        assert job.next_run_time == start + dt.timedelta(seconds=60)  # catch-up shortly after start
+        hourly = [job.trigger.get_next_fire_time(None, start + dt.timedelta(hours=h)) for h in range(2)]
+        assert [t.astimezone(UTC).minute for t in hourly] == [0, 0]  # at the configured minute, every hour
+    finally:
+        worker.close()
+        app.close()

@@ -283,6 +283,17 @@ class Schedule(_Section):
     refresh_every_minutes: int = Field(180, ge=5, le=7 * 24 * 60)
     refresh_max_age_days: int = Field(14, ge=0, le=365)
     """Refresh the metrics of posts younger than this, so engagement curves exist."""
+    weekly_report_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    weekly_report_time: str = "08:00"
+    """Local time (campaign timezone) the weekly email about the previous week is sent."""
+
+    @field_validator("weekly_report_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
+        if not match:
+            raise ValueError(f"'{value}' is not a time of day (HH:MM)")
+        return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
 class Secrets:
