@@ -153,7 +153,7 @@ def export(app: App, fmt: str, out: str, platform: str | None, date_from: dt.dat
 
 @click.group("report")
 def report() -> None:
-    """Reports: a self-contained HTML page and PNG charts."""
+    """Reports to share: a self-contained HTML page, PNG charts (and the weekly email)."""
 
 
 @report.command("html")
