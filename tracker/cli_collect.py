@@ -124,7 +124,8 @@ def status(app: App, fmt: str) -> None:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
         return
     tz = app.settings.campaign.tz
-    emit([{**r, "started": _when(r["started"], tz), "next_due": _when(r["next_due"], tz) or "now"}
+    emit([{**r, "started": _when(r["started"], tz),
+           "next_due": (_when(r["next_due"], tz) or "now") if r["enabled"] else "disabled"}
           for r in report["platforms"]],
          [("platform", "Platform"), ("enabled", "Enabled"), ("kind", "Run"), ("started", "Last started"),
           ("status", "Status"), ("fetched", "Fetched"), ("new", "New"), ("next_due", "Next due"),
