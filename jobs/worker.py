@@ -143,6 +143,22 @@ class Worker:
             self._weekly_noted.add(key)
             log.log(level, message, *args)
 
+    def tag_untagged(self) -> int:
+        """Job `tag`: tag any stored post that has no visit decision yet (posts are tagged as
+        they are stored; this catches posts stored before the tagger could see them)."""
+        from tracker.retag import retag
+
+        if self.stop.is_set():
+            return 0
+        try:
+            count = retag(self.app.database(), self.app.tagger(), only_untagged=True)
+        except Exception as exc:  # noqa: BLE001 - logged; the next tick tries again
+            log.error("job tag failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return 0
+        if count:
+            log.info("tagged %d untagged posts", count)
+        return count
+
     def run_due(self) -> list[PlatformResult]:
         """Every due job once (start-up catch-up and `tracker run --once`)."""
         results = []
@@ -150,5 +166,6 @@ class Worker:
             if (result := self.collect(platform)) is not None:
                 results.append(result)
         results.extend(self.refresh_all())
+        self.tag_untagged()
         self.weekly()  # last, so it reports freshly collected figures; not a collection result
         return results

@@ -320,3 +320,23 @@ def test_weekly_job_in_the_scheduler(tmp_path: Path) -> None:
     finally:
         worker.close()
         app.close()
+
+
+def test_tag_job_tags_posts_stored_without_tags(fakes: Fakes, tmp_path: Path) -> None:
+    from storage.models import Attribution
+    from storage.upserts import store_posts
+    from tracker.posts import Author, NormalisedPost
+
+    app = app_for(write_settings(tmp_path, fakes))
+    now = dt.datetime.now(UTC)
+    try:
+        with app.database().write() as s:  # stored without tagging (e.g. by an older version)
+            store_posts(s, [NormalisedPost(platform="instagram", platform_id="p1", author=Author("a", "a"),
+                                           text="Tänään Tampereella #ihmisensote", created_at=now, fetched_at=now)])
+        worker = Worker(app, policy=Policy(sleep=Sleeps()))
+        assert worker.tag_untagged() == 1
+        assert worker.tag_untagged() == 0
+        with app.database().read() as s:
+            assert s.scalars(select(Attribution.stop_id)).one() == "pirkanmaa"
+    finally:
+        app.close()
