@@ -100,6 +100,9 @@ def build_scheduler(worker: Worker, holder: str) -> BlockingScheduler:
     sched.add_job(worker.tag_untagged, IntervalTrigger(minutes=dense), id="tag", name="tag untagged posts",
                   misfire_grace_time=dense * 60, next_run_time=now + dt.timedelta(seconds=15))
 
+    sched.add_job(worker.retention, IntervalTrigger(hours=24), id="retention", name="privacy retention",
+                  misfire_grace_time=6 * 3600, next_run_time=now + dt.timedelta(minutes=5))
+
     # The weekly email: ticks hourly at the configured minute (so at the configured day and time,
     # and again every hour after a failed send) and once shortly after start-up (catch-up after
     # downtime); Worker.weekly decides from sent_reports whether anything is due.

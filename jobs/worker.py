@@ -77,7 +77,8 @@ class Worker:
         if self.stop.is_set() or not (force or self.collect_due(platform)):
             return None
         return self._guard(platform, "collect", lambda adapter: collect_platform(
-            self.app.database(), adapter, tagger=self.app.tagger(), clock=self.clock, stop=self.stop))
+            self.app.database(), adapter, tagger=self.app.tagger(), clock=self.clock, stop=self.stop,
+            privacy=self.settings.privacy))
 
     def refresh(self, platform: str, *, force: bool = False) -> PlatformResult | None:
         """Job `refresh-metrics`: re-read metrics of recent posts if due."""
@@ -86,7 +87,7 @@ class Worker:
         max_age = dt.timedelta(days=self.settings.schedule.refresh_max_age_days)
         return self._guard(platform, "refresh", lambda adapter: refresh_platform(
             self.app.database(), adapter, max_age=max_age, tagger=self.app.tagger(), clock=self.clock,
-            stop=self.stop))
+            stop=self.stop, privacy=self.settings.privacy))
 
     def refresh_all(self) -> list[PlatformResult]:
         return [r for p in enabled_platforms(self.settings) if (r := self.refresh(p)) is not None]
@@ -158,6 +159,20 @@ class Worker:
         if count:
             log.info("tagged %d untagged posts", count)
         return count
+
+    def retention(self) -> None:
+        """Job `retention` (daily): apply `[privacy] retention_days` and scrub posts deleted on
+        their platform. Idempotent. Never raises: errors are logged and retried next time."""
+        from tracker.privacy import run_retention
+
+        if self.stop.is_set():
+            return
+        try:
+            result = run_retention(self.app.database(), self.settings, now=self.clock())
+        except Exception as exc:  # noqa: BLE001
+            log.error("job retention failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return
+        log.info("retention: %s", result.line())
 
     def run_due(self) -> list[PlatformResult]:
         """Every due job once (start-up catch-up and `tracker run --once`)."""

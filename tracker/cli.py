@@ -201,13 +201,14 @@ def demo(out_dir: str) -> None:
 def _register() -> None:
     from tracker.cli_collect import collect, import_posts, refresh_metrics, run, status
 
+    from tracker.cli_privacy import COMMANDS as privacy_commands
     from tracker.cli_report import weekly
     from tracker.cli_summary import export, report, summary
     from tracker.cli_tag import attribute, tag, tag_file
 
     report.add_command(weekly)
     for command in (collect, refresh_metrics, status, import_posts, run, tag, tag_file, attribute,
-                    summary, export, report):
+                    summary, export, report, *privacy_commands):
         cli.add_command(command)
 
 

@@ -60,7 +60,8 @@ def collect(app: App, platform: str | None, since: dt.datetime | None) -> None:
     status, update = _progress(console)
     try:
         results = run_collection(db, adapters, tagger=app.tagger(),
-                                 since=_local_day_start(since.date(), app) if since else None, progress=update)
+                                 since=_local_day_start(since.date(), app) if since else None, progress=update,
+                                 privacy=settings.privacy)
     finally:
         if status:
             status.stop()
@@ -166,7 +167,7 @@ def import_posts(app: App, file: Path, fmt: str | None) -> None:
     if report.posts:
         db = app.database()
         with db.write() as session:
-            result = ingest(session, report.posts, app.tagger(), origin="import")
+            result = ingest(session, report.posts, app.tagger(), origin="import", privacy=app.settings.privacy)
         stored_new, stored_updated = result.new, result.updated
     click.echo(f"{file}: {len(report.posts)} posts imported ({stored_new} new, {stored_updated} updated), "
                f"{len(report.errors)} rows rejected")

@@ -128,9 +128,12 @@ def _table_row(row: dict[str, Any]) -> dict[str, Any]:
               help="xlsx: the file (.xlsx added if missing); csv: a folder for posts.csv and summary.csv.")
 @click.option("--platform", metavar="P", help="Only this platform.")
 @period_options
+@click.option("--pseudonymise", is_flag=True,
+              help="Replace authors by a keyed hash (env TRACKER_PSEUDONYM_KEY), stable across exports; "
+                   "drop author names and post URLs; replace @mentions of stored authors.")
 @pass_app
 def export(app: App, fmt: str, out: str, platform: str | None, date_from: dt.datetime | None,
-           date_to: dt.datetime | None) -> None:
+           date_to: dt.datetime | None, pseudonymise: bool) -> None:
     """Posts (with tags and latest metrics) and the per-visit summary, for Excel or other tools.
 
     xlsx writes one workbook with the sheets `posts` and `summary`. csv writes posts.csv and
@@ -141,12 +144,14 @@ def export(app: App, fmt: str, out: str, platform: str | None, date_from: dt.dat
     Examples:
       tracker export --out kiertue.xlsx
       tracker export --format csv --out export/
+      TRACKER_PSEUDONYM_KEY=... tracker export --pseudonymise --out research.xlsx
     """
     from tracker.export import export as write_export
 
     settings = app.settings
     paths = write_export(app.database(), settings, out, fmt,  # type: ignore[arg-type]
-                         platform=platform, period=to_period(settings, date_from, date_to))
+                         platform=platform, period=to_period(settings, date_from, date_to),
+                         pseudonymise=pseudonymise)
     for path in paths:
         click.echo(f"wrote {path}")
 

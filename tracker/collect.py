@@ -26,11 +26,12 @@ from storage.runs import (
     save_cursor,
     start_run,
 )
+from storage.privacy import scrub_deleted_posts
 from storage.upserts import mark_deleted
 from tracker.errors import TrackerError
 from tracker.pipeline import TaggerLike, ingest
 from tracker.platforms.base import Adapter, AuthFailed, KnownPost, PlatformError, RateLimited
-from tracker.settings import Settings
+from tracker.settings import Privacy, Settings
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -96,6 +97,7 @@ def collect_platform(
     clock: Clock = utcnow,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    privacy: Privacy | None = None,
 ) -> PlatformResult:
     """Poll every stream of one platform from its cursor; store page by page.
 
@@ -113,7 +115,8 @@ def collect_platform(
             if stop is not None and stop.is_set():
                 stopped = True
                 break
-            outcome = _collect_stream(db, adapter, stream, result, tagger, since, clock, progress, stop)
+            outcome = _collect_stream(db, adapter, stream, result, tagger, since, clock, progress, stop,
+                                      privacy)
             ok += outcome == "ok"
             failed += outcome == "failed"
             limited += outcome == "rate_limited"
@@ -135,6 +138,7 @@ def _collect_stream(
     db: Database, adapter: Adapter, stream: str, result: PlatformResult,
     tagger: TaggerLike | None, since: dt.datetime | None, clock: Clock, progress: Progress | None,
     stop: threading.Event | None = None,
+    privacy: Privacy | None = None,
 ) -> str:
     platform = adapter.platform
     assert result.run_id is not None
@@ -153,7 +157,7 @@ def _collect_stream(
     try:
         for page in adapter.fetch(stream, cursor, since):
             with db.write() as session:
-                stored_page = ingest(session, page.posts, tagger)
+                stored_page = ingest(session, page.posts, tagger, privacy=privacy)
                 add_to_run(session, result.run_id, fetched=len(page.posts), new=stored_page.new,
                            updated=stored_page.updated, pages=1, requests=page.requests,
                            skipped=page.skipped)
@@ -220,6 +224,7 @@ def refresh_platform(
     clock: Clock = utcnow,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    privacy: Privacy | None = None,
 ) -> PlatformResult:
     """Re-read the metrics of posts younger than `max_age`; mark the ones that are gone."""
     platform = adapter.platform
@@ -234,8 +239,10 @@ def refresh_platform(
         known = [KnownPost(*row) for batch in batches for row in batch]
         for refreshed in adapter.refresh(known) if known else ():
             with db.write() as session:
-                stored = ingest(session, refreshed.posts, tagger)
+                stored = ingest(session, refreshed.posts, tagger, privacy=privacy)
                 gone = mark_deleted(session, platform, refreshed.deleted, clock())
+                if gone:
+                    scrub_deleted_posts(session)  # gone from the platform: keep no text or author
                 add_to_run(session, result.run_id, fetched=len(refreshed.posts), updated=stored.updated,
                            new=stored.new, pages=1, requests=refreshed.requests, skipped=refreshed.skipped)
             result.fetched += len(refreshed.posts)
@@ -282,9 +289,11 @@ def run_collection(
     clock: Clock = utcnow,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    privacy: Privacy | None = None,
 ) -> list[PlatformResult]:
     """One round over the platforms; one failing platform never stops the others."""
-    return [collect_platform(db, a, tagger=tagger, since=since, clock=clock, progress=progress, stop=stop)
+    return [collect_platform(db, a, tagger=tagger, since=since, clock=clock, progress=progress, stop=stop,
+                             privacy=privacy)
             for a in adapters]
 
 
@@ -299,7 +308,8 @@ def run_refresh(
     stop: threading.Event | None = None,
 ) -> list[PlatformResult]:
     max_age = dt.timedelta(days=settings.schedule.refresh_max_age_days)
-    return [refresh_platform(db, a, max_age=max_age, tagger=tagger, clock=clock, progress=progress, stop=stop)
+    return [refresh_platform(db, a, max_age=max_age, tagger=tagger, clock=clock, progress=progress, stop=stop,
+                             privacy=settings.privacy)
             for a in adapters]
 
 

@@ -179,10 +179,20 @@ def _write_xlsx(path: Path, sheets: Sequence[tuple[str, Sequence[str], Iterable[
 
 def export(db: Database, settings: Settings, out: str | Path, fmt: Format = "xlsx",
            platform: str | None = None, period: Period | None = None,
-           now: dt.datetime | None = None) -> list[Path]:
-    """Write the export; returns the files written. See the module docstring for the layout."""
+           now: dt.datetime | None = None, pseudonymise: bool = False) -> list[Path]:
+    """Write the export; returns the files written. See the module docstring for the layout.
+
+    `pseudonymise`: authors become `hmac-sha256(TRACKER_PSEUDONYM_KEY, platform:author_id)`
+    (truncated, stable across exports), author names and post URLs are left out, and @mentions
+    of stored authors in texts are replaced too (tracker.privacy.Pseudonymiser).
+    """
     if fmt not in ("csv", "xlsx"):
         raise ValueError(f"unknown export format {fmt!r} (csv or xlsx)")
+    pseudonymiser = None
+    if pseudonymise:
+        from tracker.privacy import Pseudonymiser
+
+        pseudonymiser = Pseudonymiser.from_database(db, settings)  # no key: an error before any file
     target = Path(out)
     if fmt == "xlsx":
         with db.engine.connect() as conn:
@@ -192,6 +202,7 @@ def export(db: Database, settings: Settings, out: str | Path, fmt: Format = "xls
                               "export with --format csv instead")
     summary = summary_rows(db, settings, platform, period, now)
     posts = post_rows(db, settings, platform, period)
+    rows: Iterable[Mapping[str, Any]] = posts if pseudonymiser is None else map(pseudonymiser.row, posts)
     try:
         if fmt == "xlsx":
             if target.suffix.lower() != ".xlsx":
@@ -199,7 +210,7 @@ def export(db: Database, settings: Settings, out: str | Path, fmt: Format = "xls
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".part")
             try:
-                _write_xlsx(partial, [("posts", POST_COLUMNS, posts), ("summary", SUMMARY_COLUMNS, summary)])
+                _write_xlsx(partial, [("posts", POST_COLUMNS, rows), ("summary", SUMMARY_COLUMNS, summary)])
                 partial.replace(target)
             finally:
                 partial.unlink(missing_ok=True)
@@ -207,7 +218,7 @@ def export(db: Database, settings: Settings, out: str | Path, fmt: Format = "xls
         else:
             target.mkdir(parents=True, exist_ok=True)
             written = [target / "posts.csv", target / "summary.csv"]
-            _write_csv(written[0], POST_COLUMNS, posts)
+            _write_csv(written[0], POST_COLUMNS, rows)
             _write_csv(written[1], SUMMARY_COLUMNS, summary)
             return written
     except OSError as exc:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from storage.queries import TagRow, store_tags
 from storage.upserts import StoreResult, store_posts
 from tracker.posts import NormalisedPost
+from tracker.settings import Privacy
 
 
 class TaggerLike(Protocol):
@@ -19,9 +20,17 @@ class TaggerLike(Protocol):
 
 def ingest(
     session: Session, posts: Sequence[NormalisedPost], tagger: TaggerLike | None, *, origin: str = "api",
+    privacy: Privacy | None = None,
 ) -> StoreResult:
-    """Store posts and (with a tagger) their areas and visit; the caller commits."""
-    result = store_posts(session, posts, origin=origin)
+    """Store posts and (with a tagger) their areas and visit; the caller commits.
+
+    `privacy` (the settings' `[privacy]` section) may say not to store texts or author names:
+    the stored copies are minimised, tagging still reads the full posts.
+    """
+    from tracker.privacy import minimise
+
+    stored = [minimise(p, privacy) for p in posts] if privacy is not None else posts
+    result = store_posts(session, stored, origin=origin)
     if tagger is not None and result.ids:
         newest: dict[tuple[str, str], NormalisedPost] = {}
         for post in posts:  # tag the copy that was stored: the most recently fetched

@@ -142,8 +142,9 @@ def _date(value: dt.date | str | None, language: str) -> str:
 
 
 def text_html(text: str | None) -> Markup:
-    """Plain post text as HTML: escaped, line breaks kept as <br>, sanitised by nh3."""
-    text = (text or "").strip()
+    """Plain post text as HTML: escaped, line breaks kept as <br>, sanitised by nh3.
+    No text (removed by retention; pandas gives NaN for NULL) renders as empty."""
+    text = text.strip() if isinstance(text, str) else ""
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT].rstrip() + "…"
     escaped = html.escape(text, quote=True).replace("\r\n", "\n").replace("\n", "<br>")

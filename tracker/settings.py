@@ -45,6 +45,7 @@ ENV_BLUESKY_HANDLE = "TRACKER_BLUESKY_HANDLE"
 ENV_BLUESKY_PASSWORD = "TRACKER_BLUESKY_APP_PASSWORD"
 ENV_SMTP_PASSWORD = "TRACKER_SMTP_PASSWORD"
 ENV_MASTODON_TOKEN_PREFIX = "TRACKER_MASTODON_TOKEN_"
+ENV_PSEUDONYM_KEY = "TRACKER_PSEUDONYM_KEY"
 
 # Keys that look like secrets: refused in the file, with the variable to use instead.
 _SECRET_KEYS = {
@@ -52,8 +53,9 @@ _SECRET_KEYS = {
     ("platforms", "bluesky"): ENV_BLUESKY_PASSWORD,
     ("platforms", "mastodon"): ENV_MASTODON_TOKEN_PREFIX + "<HOST>",
     ("email",): ENV_SMTP_PASSWORD,
+    ("privacy",): ENV_PSEUDONYM_KEY,
 }
-_SECRET_WORDS = ("password", "token", "secret", "api_key", "apikey", "bearer")
+_SECRET_WORDS = ("password", "token", "secret", "api_key", "apikey", "bearer", "pseudonym_key")
 
 _HASHTAG = re.compile(r"^\w+$")
 _STOP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -296,6 +298,22 @@ class Schedule(_Section):
         return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
+class Privacy(_Section):
+    """Data protection: how long post texts and author details are kept, and what is stored at all.
+
+    See docs/privacy.md. `retention_days` absent: keep everything until erased by hand.
+    """
+
+    retention_days: int | None = Field(None, ge=1, le=36500)
+    """Posts older than this keep only ids, dates, tags and metrics (text, url, language removed);
+    authors without a post this recent lose handle, name and profile URL (`tracker retention`)."""
+    store_author_names: bool = True
+    """False: author handles, display names, profile URLs and post URLs (which contain the handle
+    on X and Bluesky) are not stored at ingest; counts and reach still are."""
+    store_post_text: bool = True
+    """False: post texts are not stored (they are still read once to tag the visit)."""
+
+
 class Secrets:
     """Secrets from the environment only. Never printed, logged or stored."""
 
@@ -321,9 +339,14 @@ class Secrets:
     def mastodon_token(self, base_url: str) -> SecretStr | None:
         return self._get(mastodon_token_variable(base_url))
 
+    @property
+    def pseudonym_key(self) -> SecretStr | None:
+        """Key of the keyed hash that replaces author identities in pseudonymised exports."""
+        return self._get(ENV_PSEUDONYM_KEY)
+
     def values(self) -> list[str]:
         """Every secret value present, for scrubbing outputs in tests and logs."""
-        names = [ENV_X_TOKEN, ENV_BLUESKY_PASSWORD, ENV_SMTP_PASSWORD]
+        names = [ENV_X_TOKEN, ENV_BLUESKY_PASSWORD, ENV_SMTP_PASSWORD, ENV_PSEUDONYM_KEY]
         names += [k for k in self._env if k.startswith(ENV_MASTODON_TOKEN_PREFIX)]
         return [s.get_secret_value() for s in map(self._get, names) if s is not None]
 
@@ -339,6 +362,7 @@ class Settings(_Section):
     platforms: Platforms = Platforms()
     email: Email = Email()
     schedule: Schedule = Schedule()
+    privacy: Privacy = Privacy()
 
     _path: Path | None = PrivateAttr(default=None)
     _secrets: Secrets = PrivateAttr(default_factory=lambda: Secrets({}))
