@@ -299,3 +299,13 @@ class TrackerState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime]
+
+
+class ForgottenAuthor(Base):
+    """Authors erased on request: their new posts are not stored again. Only a hash of the
+    platform and the account's id is kept, never the handle."""
+
+    __tablename__ = "forgotten_authors"
+
+    author_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    forgotten_at: Mapped[dt.datetime]

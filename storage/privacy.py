@@ -8,6 +8,7 @@ the counts are exact on both databases.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -178,3 +179,31 @@ def author_identities(session: Session) -> dict[tuple[str, str], str]:
     rows = session.execute(select(Author.platform, Author.handle, Author.platform_id)
                            .where(Author.handle.is_not(None)))
     return {(platform, handle.lower()): platform_id for platform, handle, platform_id in rows}
+
+
+def author_hash(platform: str, author_platform_id: str) -> str:
+    """The only trace kept of an erased account: sha256 of platform and account id."""
+    return hashlib.sha256(f"{platform}:{author_platform_id}".encode()).hexdigest()
+
+
+def remember_forgotten(session: Session, authors: Sequence[tuple[str, str]], now: dt.datetime) -> None:
+    """Record (platform, account id) pairs as erased; idempotent."""
+    from storage.models import ForgottenAuthor
+    from storage.upserts import _insert
+
+    rows = [{"author_hash": author_hash(p, a), "forgotten_at": now} for p, a in authors]
+    if rows:
+        session.execute(_insert(session, ForgottenAuthor.__table__).values(rows)
+                        .on_conflict_do_nothing(index_elements=["author_hash"]))
+
+
+def forgotten_among(session: Session, authors: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (platform, account id) pairs were erased on request."""
+    from storage.models import ForgottenAuthor
+
+    hashes = {author_hash(p, a): (p, a) for p, a in set(authors)}
+    if not hashes:
+        return set()
+    found = session.scalars(select(ForgottenAuthor.author_hash)
+                            .where(ForgottenAuthor.author_hash.in_(list(hashes))))
+    return {hashes[h] for h in found}

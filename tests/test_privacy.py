@@ -130,6 +130,24 @@ def test_forget_erases_author_everywhere_and_keeps_others(db: Database) -> None:
     assert count(db, AuthorRow, AuthorRow.handle == "alice@m.example") == 1
 
 
+def test_forgotten_author_is_not_collected_again(db: Database) -> None:
+    from storage.models import ForgottenAuthor
+
+    settings = settings_for()
+    seed_people(db, settings)
+    forget_author(db, "alice", "x")
+    with db.read() as s:
+        kept = s.scalars(select(ForgottenAuthor.author_hash)).all()
+    assert len(kept) == 1 and "alice" not in kept[0]  # only a hash, never the handle
+    again = [tweet("a9", "alice", "Taas Tampereella #ihmisensote"), tweet("c9", "carol", "Tampereella #ihmisensote")]
+    with db.write() as s:
+        result = ingest(s, again, TAGGER)
+    assert result.new == 1
+    with db.read() as s:
+        assert set(s.scalars(select(Post.platform_id).where(Post.platform_id.in_(["a9", "c9"])))) == {"c9"}
+        assert s.scalar(select(func.count()).select_from(AuthorRow).where(AuthorRow.handle == "alice")) == 0
+
+
 def test_forget_unknown_or_ambiguous_erases_nothing(db: Database) -> None:
     settings = settings_for()
     seed_people(db, settings)

@@ -247,9 +247,9 @@ def test_schema_behind_is_upgraded_or_refused(db_url: str) -> None:
     db = Database(db_url)
     try:
         assert db.upgrade("0001").current == "0001"
-        with pytest.raises(DatabaseError, match=r"schema is at 0001, this tracker needs 0002: run `tracker db upgrade`"):
+        with pytest.raises(DatabaseError, match=r"schema is at 0001, this tracker needs 0003: run `tracker db upgrade`"):
             db.ensure_schema(auto_upgrade=False)
-        assert db.ensure_schema(auto_upgrade=True).current == "0002"
+        assert db.ensure_schema(auto_upgrade=True).current == "0003"
         with db.engine.connect() as conn:
             assert "tracker_state" in inspect(conn).get_table_names()
     finally:
@@ -270,6 +270,15 @@ def test_cli_db_upgrade_to_a_revision_and_refusal(tmp_path) -> None:
     assert tracker("db", "upgrade", "--revision", "0001").returncode == 0
     refused = tracker("db", "status")
     assert refused.returncode == 3
-    assert refused.stderr.strip() == "error: database schema is at 0001, this tracker needs 0002: run `tracker db upgrade`"
-    assert "0001 -> 0002" in tracker("db", "upgrade").stdout
+    assert refused.stderr.strip() == "error: database schema is at 0001, this tracker needs 0003: run `tracker db upgrade`"
+    assert "0001 -> 0003" in tracker("db", "upgrade").stdout
     assert tracker("db", "status").returncode == 0
+
+
+def test_migrations_match_the_models(db: Database) -> None:
+    """A model change without a migration would show up here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []

@@ -83,6 +83,9 @@ def forget_author(db: Database, handle: str, platform: str | None = None) -> For
                                "(nothing erased)")
         chosen = exact or matches
         counts = sql.erase_authors(session, [m.id for m in chosen])
+        # so that their future posts are not collected again (only a hash is kept)
+        sql.remember_forgotten(session, [(m.platform, m.platform_id) for m in chosen],
+                               dt.datetime.now(dt.timezone.utc))
     log.info("erased %d author(s) and %d posts", counts.authors, counts.posts)
     return ForgetResult(chosen, counts)
 
