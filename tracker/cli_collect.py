@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 import sys
 from pathlib import Path
 
@@ -17,18 +18,30 @@ from tracker.platforms.registry import PLATFORMS, build_adapters, close_adapters
 pass_app = click.make_pass_decorator(App)
 
 
-def _progress(console: Console):  # type: ignore[no-untyped-def]
-    """A live status line on a terminal; nothing when output is piped."""
-    if not console.is_terminal:
-        return None, None
-    status = console.status("collecting")
-    status.start()
+def _run_with_progress(adapters: list, work: Callable[[Callable | None], list[PlatformResult]],  # type: ignore[type-arg]
+                       failing: tuple[str, ...]) -> None:
+    """Run `work(progress)` with a live status line on a terminal (nothing when piped), close the
+    adapters, print one line per platform, exit 1 if any platform's status is in `failing`."""
+    console = Console(stderr=True)
+    status = console.status("collecting") if console.is_terminal else None
 
     def update(stream: str, result: PlatformResult) -> None:
-        status.update(f"{result.platform} {stream}: {result.pages} pages, {result.fetched} posts, "
-                      f"{result.new} new")
+        if status is not None:
+            status.update(f"{result.platform} {stream}: {result.pages} pages, {result.fetched} posts, "
+                          f"{result.new} new")
 
-    return status, update
+    if status is not None:
+        status.start()
+    try:
+        results = work(update)
+    finally:
+        if status is not None:
+            status.stop()
+        close_adapters(adapters)
+    for result in results:
+        click.echo(result.line())
+    if any(r.status in failing for r in results):
+        sys.exit(1)
 
 
 def _local_day_start(day: dt.date, app: App) -> dt.datetime:
@@ -56,20 +69,10 @@ def collect(app: App, platform: str | None, since: dt.datetime | None) -> None:
         click.echo("no platform is enabled: set [platforms.x|mastodon|bluesky] enabled = true", err=True)
         sys.exit(2)
     db = app.database()
-    console = Console(stderr=True)
-    status, update = _progress(console)
-    try:
-        results = run_collection(db, adapters, tagger=app.tagger(),
-                                 since=_local_day_start(since.date(), app) if since else None, progress=update,
-                                 privacy=settings.privacy)
-    finally:
-        if status:
-            status.stop()
-        close_adapters(adapters)
-    for result in results:
-        click.echo(result.line())
-    if any(r.status in ("failed", "partial") for r in results):
-        sys.exit(1)
+    start = _local_day_start(since.date(), app) if since else None
+    _run_with_progress(adapters, lambda update: run_collection(
+        db, adapters, tagger=app.tagger(), since=start, progress=update, privacy=settings.privacy),
+        failing=("failed", "partial"))
 
 
 @click.command("refresh-metrics")
@@ -86,18 +89,8 @@ def refresh_metrics(app: App, platform: str | None) -> None:
     """
     adapters = build_adapters(app.settings, platform)
     db = app.database()
-    console = Console(stderr=True)
-    status, update = _progress(console)
-    try:
-        results = run_refresh(db, adapters, app.settings, tagger=app.tagger(), progress=update)
-    finally:
-        if status:
-            status.stop()
-        close_adapters(adapters)
-    for result in results:
-        click.echo(result.line())
-    if any(r.status == "failed" for r in results):
-        sys.exit(1)
+    _run_with_progress(adapters, lambda update: run_refresh(db, adapters, app.settings, tagger=app.tagger(),
+                                                            progress=update), failing=("failed",))
 
 
 def _when(moment: dt.datetime | None, tz) -> str | None:  # type: ignore[no-untyped-def]
