@@ -47,9 +47,27 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _dead_here(holder: str) -> bool:
+    """True when `holder` ("host:pid") is a process of this host that no longer exists."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def take_lock(app: App, holder: str, now: dt.datetime) -> None:
     with app.database().write() as session:
         state = locks.acquire(session, LOCK_NAME, holder, now, STALE_AFTER)
+        if not state.acquired and _dead_here(state.holder):  # killed (kill -9) on this host
+            log.warning("taking over the lock of %s, which is no longer running", state.holder)
+            if locks.take_over(session, LOCK_NAME, state.holder, holder, now):
+                return
     if not state.acquired:
         age = int((now - state.heartbeat_at).total_seconds())
         raise SchedulerBusy(

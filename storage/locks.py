@@ -51,3 +51,11 @@ def heartbeat(session: Session, name: str, holder: str, now: dt.datetime) -> boo
 
 def release(session: Session, name: str, holder: str) -> None:
     session.execute(delete(SchedulerLock).where(SchedulerLock.name == name, SchedulerLock.holder == holder))
+
+
+def take_over(session: Session, name: str, old_holder: str, new_holder: str, now: dt.datetime) -> bool:
+    """Take the lock from a holder known to be dead (same host, process gone)."""
+    result = session.execute(update(SchedulerLock)
+                             .where(SchedulerLock.name == name, SchedulerLock.holder == old_holder)
+                             .values(holder=new_holder, acquired_at=now, heartbeat_at=now))
+    return bool(result.rowcount)

@@ -93,9 +93,12 @@ def cursors(session: Session, platform: str | None = None) -> list[CollectionCur
 
 
 def last_run_started(session: Session, platform: str, kind: str) -> dt.datetime | None:
+    """Start of the latest run that finished (whatever its status): a run killed midway does not
+    count, so a restarted scheduler collects at once instead of waiting a whole interval."""
     return session.scalar(
         select(CollectionRun.started_at)
-        .where(CollectionRun.platform == platform, CollectionRun.kind == kind)
+        .where(CollectionRun.platform == platform, CollectionRun.kind == kind,
+               CollectionRun.finished_at.is_not(None))
         .order_by(CollectionRun.id.desc()).limit(1)
     )
 

@@ -102,12 +102,16 @@ def fakes() -> Iterator[Fakes]:
     yield from start_fakes()
 
 
-def test_scheduler_and_cli_commands_write_one_sqlite_file(fakes: Fakes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_scheduler_and_cli_commands_write_one_database(fakes: Fakes, tmp_path: Path, backend: str,
+                                                      request: pytest.FixtureRequest) -> None:
     seed(fakes, n_x=60, n_m=20, n_b=20)
-    raw = settings_raw(fakes, "sqlite:///tracker.db")
+    url = "sqlite:///tracker.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    raw = settings_raw(fakes, url)
     lines = ['[campaign]\nname = "Test"\nhashtags = ["ihmisensote"]\n']
     for stop in raw["tour"]["stops"]:
         lines.append(f'[[tour.stops]]\narea = "{stop["area"]}"\ndate = {stop["date"]}\n')
+    lines.append(f"[storage]\nurl = {json.dumps(url)}\n")
     for name, cfg in raw["platforms"].items():
         body = "".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n"
                        for k, v in cfg.items())
@@ -130,7 +134,7 @@ def test_scheduler_and_cli_commands_write_one_sqlite_file(fakes: Fakes, tmp_path
             assert proc.returncode == 0, (command, err)
             assert "locked" not in err.lower(), (command, err)
         deadline = time.monotonic() + 120
-        db = open_database(f"sqlite:///{tmp_path / 'tracker.db'}")
+        db = open_database(f"sqlite:///{tmp_path / 'tracker.db'}" if backend == "sqlite" else url)
         try:
             while time.monotonic() < deadline:  # the scheduler's first round completes too
                 with db.read() as s:
@@ -149,3 +153,41 @@ def test_scheduler_and_cli_commands_write_one_sqlite_file(fakes: Fakes, tmp_path
         _out, err = scheduler.communicate(timeout=120)
     assert scheduler.returncode == 0, err
     assert "locked" not in err.lower() and "Traceback" not in err
+
+
+def test_kill_9_of_the_scheduler_mid_collection_then_restart(fakes: Fakes, tmp_path: Path) -> None:
+    """The scheduler dies (SIGKILL) after committing some pages; a restart takes over its lock at
+    once (same host, process gone) and ends with exactly the server's posts."""
+    seed(fakes, n_x=45, n_m=0, n_b=0)
+    raw = settings_raw(fakes, "sqlite:///tracker.db")
+    (tmp_path / "settings.toml").write_text(
+        '[campaign]\nname = "T"\nhashtags = ["ihmisensote"]\n'
+        f'[[tour.stops]]\narea = "pirkanmaa"\ndate = {raw["tour"]["stops"][0]["date"]}\n'
+        f'[platforms.x]\nenabled = true\nbase_url = "{fakes.x.base_url}"\npage_size = 10\n')
+    fakes.x.delay_next(1.0, count=10, path="/2/tweets/search/recent")
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", "run"], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = open_database(f"sqlite:///{tmp_path / 'tracker.db'}")
+    try:
+        deadline = time.monotonic() + 90
+        stored = 0
+        while time.monotonic() < deadline and stored < 10:
+            with db.read() as s:
+                stored = s.scalar(select(func.count()).select_from(Post))
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        with db.read() as s:
+            assert 10 <= s.scalar(select(func.count()).select_from(Post)) < 45
+        again = subprocess.run([sys.executable, "-m", "tracker", "run", "--once"], cwd=tmp_path, env=env(),
+                               capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0, again.stderr
+        assert "x: ok:" in again.stdout
+        with db.read() as s:
+            ids = s.scalars(select(Post.platform_id)).all()
+        assert len(ids) == len(set(ids)) == 45  # the server's ground truth, no duplicates
+        assert set(ids) == {t for t, tweet in fakes.x.tweets.items() if "#ihmisensote" in tweet.text}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        db.dispose()

@@ -93,8 +93,8 @@ def test_denser_polling_on_visit_days(fakes: Fakes, tmp_path: Path) -> None:
         assert worker.collect_due("x")
         worker.clock = lambda: visit_day + dt.timedelta(days=10)  # no visit around: hourly
         with app.database().write() as s:
-            s.add(CollectionRun(platform="x", started_at=visit_day + dt.timedelta(days=10, minutes=-11),
-                                status="ok"))
+            started = visit_day + dt.timedelta(days=10, minutes=-11)
+            s.add(CollectionRun(platform="x", started_at=started, finished_at=started, status="ok"))
         assert not worker.collect_due("x")
     finally:
         worker.close()
