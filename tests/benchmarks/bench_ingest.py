@@ -291,8 +291,8 @@ def compare(db: Database, data: Data, floors: dict[str, Callable[[FloorBatch], N
     for name, clock in clocks.items():
         ratio = clock.wall / first_clock.wall
         goal = f"   goal >= {GOAL_RATIO}: {'OK' if ratio >= GOAL_RATIO else 'MISSED'}" if name == strict else ""
-        cpu_ratio = f" (CPU {clock.cpu / first_clock.cpu:.2f})" if cpu else ""
-        print(f"    store_posts / {name.split(':')[0]}: {ratio:.2f}{cpu_ratio}{goal}")
+        cpu_ratio = f" (CPU {clock.cpu / first_clock.cpu:.3f})" if cpu else ""
+        print(f"    store_posts / {name.split(':')[0]}: {ratio:.3f}{cpu_ratio}{goal}")
         if name == strict:
             ok = ratio >= GOAL_RATIO
     again_clock, again = Clock(), StoreResult()
@@ -346,7 +346,8 @@ def bench_postgres(data: Data) -> bool | None:
         with admin.connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()
     except Exception as exc:  # noqa: BLE001
-        print(f"\nPostgreSQL skipped: {make_url(PG_URL).render_as_string(hide_password=True)} unreachable ({exc})")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"\nPostgreSQL skipped: {make_url(PG_URL).render_as_string(hide_password=True)} unreachable ({reason})")
         return None
     schema = f"bench_ingest_{uuid.uuid4().hex[:10]}"
     schemas = (schema, f"{schema}_floor")
