@@ -132,45 +132,63 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> SchemaState:
         """Apply migrations up to `revision`, serialised against other processes doing the same."""
+        return self._migrate(revision, auto_upgrade=True, check=False)
+
+    def ensure_schema(self, auto_upgrade: bool = True) -> SchemaState:
+        """Make sure the schema matches the code: create or upgrade it, or refuse clearly.
+
+        The fast path reads the version without a lock; anything else is decided again under
+        the migration lock, because another process may be creating the schema right now.
+        """
+        state = self.schema_state()
+        if state.up_to_date:
+            return state
+        return self._migrate("head", auto_upgrade=auto_upgrade, check=True)
+
+    def _migrate(self, revision: str, *, auto_upgrade: bool, check: bool) -> SchemaState:
         cfg = self.alembic_config()
+        script = ScriptDirectory.from_config(cfg)
+        head = script.get_current_head()
         try:
             with self._write_engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(7413001)"))
+                if check:
+                    current = MigrationContext.configure(conn).get_current_revision()
+                    if current == head:
+                        return SchemaState(current, head)
+                    self._check_upgradable(conn, script, current, head, auto_upgrade)
+                    log.info("upgrading database schema %s -> %s", current or "(empty)", head)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         except SQLAlchemyError as exc:
             raise DatabaseError(f"migrating {self.display_url} failed: {_short(exc)}") from None
         return self.schema_state()
 
-    def ensure_schema(self, auto_upgrade: bool = True) -> SchemaState:
-        """Make sure the schema matches the code: create or upgrade it, or refuse clearly."""
-        state = self.schema_state()
-        if state.up_to_date:
-            return state
-        script = ScriptDirectory.from_config(self.alembic_config())
+    def _check_upgradable(
+        self, conn: Connection, script: ScriptDirectory, current: str | None, head: str | None,
+        auto_upgrade: bool,
+    ) -> None:
         known = {rev.revision for rev in script.walk_revisions()}
-        if state.current is not None and state.current not in known:
+        if current is not None and current not in known:
             raise DatabaseError(
-                f"database {self.display_url} has schema version {state.current}, which this "
+                f"database {self.display_url} has schema version {current}, which this "
                 "version of the tracker does not know (it is newer): upgrade the tracker"
             )
-        if state.empty and self._has_tracker_tables():
+        if current is None and self._has_tracker_tables(conn):
             raise DatabaseError(
                 f"database {self.display_url} has tables but no tracker schema version; "
                 "point the tracker at an empty database or its own"
             )
-        if not auto_upgrade and not state.empty:
+        if not auto_upgrade and current is not None:
             raise DatabaseError(
-                f"database schema is at {state.current}, this tracker needs {state.head}: "
+                f"database schema is at {current}, this tracker needs {head}: "
                 "run `tracker db upgrade`"
             )
-        log.info("upgrading database schema %s -> %s", state.current or "(empty)", state.head)
-        return self.upgrade()
 
-    def _has_tracker_tables(self) -> bool:
-        with self.engine.connect() as conn:
-            names = set(inspect(conn).get_table_names())
+    @staticmethod
+    def _has_tracker_tables(conn: Connection) -> bool:
+        names = set(inspect(conn).get_table_names())
         from storage.models import Base
 
         return bool(names & set(Base.metadata.tables))

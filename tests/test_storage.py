@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from storage.db import Database, open_database
+from storage.db import Database, SchemaState, open_database
 from storage.models import (
     Attribution,
     Author,
@@ -105,6 +105,24 @@ def test_tables_without_version_are_refused(db_url: str) -> None:
             db.ensure_schema()
     finally:
         db.dispose()
+
+
+def test_schema_created_by_another_process_meanwhile_is_accepted(db_url: str) -> None:
+    """The version read before the migration lock may be stale: decide again under the lock."""
+    late = Database(db_url)
+    other = Database(db_url)
+    try:
+        stale = late.schema_state()
+        assert stale.empty
+        other.ensure_schema()  # the other process wins the race and creates everything
+        late.schema_state = lambda: stale  # type: ignore[method-assign]
+        assert late.ensure_schema().up_to_date
+    finally:
+        late.dispose()
+        other.dispose()
+    fresh = open_database(db_url)
+    assert fresh.schema_state() == SchemaState(stale.head, stale.head)
+    fresh.dispose()
 
 
 def test_unreachable_database_is_one_clear_error(tmp_path) -> None:
