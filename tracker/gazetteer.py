@@ -10,10 +10,11 @@ How a word is recognised (all rules are general, none is written for one name):
 
 * Finnish inflects names with stem changes (Lahti -> Lahdessa, Turku -> Turussa, Uusimaa ->
   Uudellamaalla). Each word is looked up three ways, best first: as written, through the
-  simplemma lemmatiser's Finnish and Swedish dictionaries (its guesses for words it does not
-  know count no more than ours), and through rule-based stemming. simplemma knows
-  the big names but misses many small ones and brands (Pirhan, Varhalla, Siun soten,
-  Uudessakaupungissa), so the rules are a real fallback, not a nicety: the word loses a clitic,
+  Finnish and Swedish dictionaries (simplemma's, precomputed into tracker/data/lexicon.xz by
+  tracker.lexicon: the word forms whose lemma is a built-in name's stem), and through
+  rule-based stemming. The dictionaries know the big names but miss many small ones and brands
+  (Pirhan, Varhalla, Siun soten, Uudessakaupungissa), so the rules are a real fallback, not a
+  nicety: the word loses a clitic, a possessive suffix (Tampereellamme, Oulussani, -ineen),
   a case ending (singular, plural, illative, Swedish genitive -s) and the -lainen derivation;
   each name gets the stems it can show up with (final -i -> -e, -si -> -de, -nen -> -se/-s,
   -e -> -ee, -s -> -kse/-de, -as -> strong -aa, -un -> -ume, plural -t, weak consonant grade
@@ -42,15 +43,26 @@ How a word is recognised (all rules are general, none is written for one name):
   Words that only the rules tie to a name while the dictionaries know them as another everyday
   word (poreella = pore + lla, not Pori; kiteellä = kide, not Kitee; soitella, not Soite;
   Swedish lappen, not Lappi) are treated as ambiguous in the same way.
+* Aliases added from settings (Gazetteer.with_aliases: a venue, a local hashtag) match as
+  written, inflected by the rules above and without diacritics in hashtags, but not through
+  the dictionaries: the shipped lexicon holds the lemmas of the built-in names' forms only (and
+  of the place words). So an alias is missed in a form whose stem change the rules do not know,
+  and an inflected form that the dictionaries know as another everyday word (pajassa, for an
+  alias "Paja") is matched by the rules as such (TIER_RULES_COMMON) and needs the cues an
+  ambiguous name needs, where a dictionary lemma would have made it a plain match. Readings
+  (everyday word, proper noun) cover every word, aliases included. Changing the built-in names
+  or the stem rules means regenerating the lexicon (python -m tracker.lexicon);
+  tests/test_lexicon.py fails until then.
 * URLs, bare domains (satasote.fi/uutiset), e-mail addresses and @mentions are skipped: a
   handle is an account name (often a person's, like @MattiSalo), not a statement about a
   place, and its words would be guesses. Emoji count as punctuation: they separate words
   (Tampere🎉Oulu) but never start a sentence.
 
 Speed: every distinct word is analysed once (a per-word cache); words whose first letters start
-no name are rejected before any lemmatising, so tagging a post costs one regex split and a
-dictionary lookup per word. The lemmatiser's dictionaries take seconds to load, once per process
-(Gazetteer.warm_up() does it up front).
+no name are rejected before any dictionary lookup, so tagging a post costs one regex split and
+a dict lookup per word. The lexicon loads in about 0.15 s and takes ~20 MB, once per process, at
+the first word that needs it (Gazetteer.warm_up() does it up front); simplemma itself is not
+imported at run time.
 """
 
 from __future__ import annotations
@@ -65,9 +77,9 @@ from operator import attrgetter, methodcaller
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from tracker.areas import AREAS, unknown_area_message
+from tracker.lexicon import lexicon
 
 # ----------------------------------------------------------------------------------------------
 # Data
@@ -165,6 +177,7 @@ _STRONG = (("ng", "nk"), ("mm", "mp"), ("ll", "lt"), ("nn", "nt"), ("rr", "rt"),
 _STRONG_SINGLE = {"k": "kk", "p": "pp", "t": "tt", "d": "t", "v": "p"}
 
 _CLITICS = ("kin", "kaan", "kään", "ko", "kö", "pa", "pä", "han", "hän")
+_POSSESSIVES = ("ni", "si", "mme", "nne", "nsa", "nsä")  # and -Vn: Tampereellaan, -ineen
 _ENDINGS = tuple(sorted({
     # singular cases
     "n", "ssa", "ssä", "sta", "stä", "lla", "llä", "lta", "ltä", "lle", "na", "nä", "ksi",
@@ -274,6 +287,16 @@ def _strip_once(word: str) -> set[str]:
     return out
 
 
+def _without_possessive(word: str) -> set[str]:
+    """A word without a possessive suffix: Tampereellamme -> tampereella, Pirkanmaallaan ->
+    pirkanmaalla, hyvinvointialueensa -> hyvinvointialuee, Kuopioineen -> kuopioin."""
+    out = {word[: -len(suffix)] for suffix in _POSSESSIVES
+           if word.endswith(suffix) and len(word) - len(suffix) >= 3}
+    if len(word) >= 5 and word[-1] == "n" and word[-2] == word[-3] and word[-2] in _VOWELS:
+        out.add(word[:-2])                                         # -Vn: -ssaan, -lleen
+    return out
+
+
 def _left_part_bases(left: str) -> set[str]:
     """Base forms of an agreeing first part (uude -> uusi)."""
     out = {left}
@@ -290,6 +313,8 @@ def inflection_candidates(word: str) -> set[str]:
     for clitic in _CLITICS:
         if word.endswith(clitic) and len(word) - len(clitic) >= 3:
             bases.add(word[: -len(clitic)])
+    for base in list(bases):  # a possessive suffix comes before a clitic
+        bases |= _without_possessive(base)
     if ":" in word:  # LUVN:n, Pirha:lla
         bases.add(word.split(":", 1)[0])
     out: set[str] = set()
@@ -319,59 +344,23 @@ def strip_candidates(word: str) -> set[str]:
     return forms | demonym_bases(forms)
 
 
-@functools.cache
-def _lemmatizer() -> Any:
-    """simplemma's lemmatiser, built once (its dictionaries take seconds to load)."""
-    from simplemma import Lemmatizer
-
-    return Lemmatizer(cache_max_size=0)
-
-
-@functools.cache
-def _dictionary() -> Any:
-    """simplemma's plain dictionary lookup (no guessing), for the readings of a word."""
-    from simplemma.strategies import DictionaryLookupStrategy
-
-    return DictionaryLookupStrategy()
-
-
-def lemmas(word: str) -> tuple[set[str], set[str]]:
-    """simplemma's Finnish and Swedish lemmas of a word, tried lower-case and capitalised:
-    (from its dictionaries, guessed by its rules). Guesses are trusted no more than ours."""
-    lookup, lemmatizer = _dictionary(), _lemmatizer()
-    known: set[str] = set()
-    guessed: set[str] = set()
-    for form in {word.lower(), word[:1].upper() + word[1:].lower()}:
-        for lang in ("fi", "sv"):
-            lemma = lookup.get_lemma(form, lang)
-            if lemma is not None:
-                known.add(lemma.lower())
-                continue
-            try:
-                guessed.add(lemmatizer.lemmatize(form, lang).lower())
-            except (ValueError, TypeError):
-                pass
-    return known, guessed - known
+def lemmas(word: str) -> set[str]:
+    """The Finnish and Swedish dictionary lemmas of a word (lower case), tried lower-case and
+    capitalised, that are a built-in name's stem or a place word (tracker.lexicon)."""
+    return lexicon().lemmas(word)
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def readings(word: str) -> tuple[bool, bool]:
     """(common, proper): do the fi/sv/en dictionaries know the word lower-case (an everyday
     word: kotkassa, poreella, lappen) and capitalised as a proper noun (Vaasassa, Jani)?"""
-    lookup = _dictionary()
-    lower, capital = word.lower(), word[:1].upper() + word[1:].lower()
-    common = proper = False
-    for lang in ("fi", "sv", "en"):
-        common = common or lookup.exact_lemma(lower, lang) is not None
-        lemma = lookup.exact_lemma(capital, lang)
-        proper = proper or (lemma is not None and lemma[:1].isupper())
-    return common, proper
+    return lexicon().readings(word)
 
 
 @functools.lru_cache(maxsize=1 << 14)
 def is_place_head(word: str) -> bool:
     """kaupunki, kunta, seutu, stad, town...: a word that makes the one before it a place."""
-    return word in _PLACE_HEADS or bool(lemmas(word)[0] & _PLACE_HEADS)
+    return word in _PLACE_HEADS or bool(lemmas(word) & _PLACE_HEADS)
 
 
 def fold(text: str) -> str:
@@ -626,9 +615,8 @@ class Gazetteer:
         return Gazetteer(self.names + tuple(extra))
 
     def warm_up(self) -> None:
-        """Load the lemmatiser's dictionaries now (some seconds) rather than at the first post."""
-        lemmas("Tampereella")
-        readings("Tampereella")
+        """Load the lexicon now (about 0.15 s) rather than at the first post."""
+        lexicon()
 
     def names_of(self, area_id: str) -> list[str]:
         """Every name of one area (for checks and explanations)."""
@@ -650,9 +638,8 @@ class Gazetteer:
             return _NO_HITS
         hits: dict[tuple[int, int], int] = {}
         self._collect(self._exact, (word,), TIER_EXACT, hits)
-        known, guessed = lemmas(word)
-        self._collect(self._stems, known, TIER_LEMMA, hits)
-        forms = inflection_candidates(word) | guessed
+        self._collect(self._stems, lemmas(word), TIER_LEMMA, hits)
+        forms = inflection_candidates(word)
         self._collect(self._stems, demonym_bases(forms), TIER_DEMONYM, hits)
         by_rules: dict[tuple[int, int], int] = {}
         self._collect(self._stems, forms, TIER_RULES, by_rules)
