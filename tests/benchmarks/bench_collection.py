@@ -316,7 +316,7 @@ def child(base_url: str, db_path: str, expected: int, tag: bool) -> None:
     settings = parse_settings(settings_raw(f"sqlite:///{db_path}", x=base_url), "bench settings", env=ENV)
     db = open_database(settings.database_url)
     tagger = None
-    if tag:  # as `tracker collect` does; the lemmatiser's dictionaries load with the first post
+    if tag:  # as `tracker collect` does; the tagger's lexicon loads with the first post
         tagger = Tagger(settings.tour.stops, settings.campaign.timezone, settings.tagging.days_before,
                         settings.tagging.days_after)
         tagger.gazetteer.warm_up()
@@ -401,7 +401,7 @@ def bench_memory(n: int, variants: tuple[str, ...]) -> bool:
 
 def report_memory(variant: str, n: int, out: dict[str, Any], requests: int) -> bool:
     title = ("collect + store, no tagging" if variant == "store" else
-             "collect + tag + store, as `tracker collect` (the tagger's dictionaries loaded first)")
+             "collect + tag + store, as `tracker collect` (the tagger's lexicon loaded first)")
     baseline, setup, peak = (rss_mb(out[k]) for k in ("baseline_kb", "setup_kb", "peak_kb"))
     print(f"  [{title}]")
     print(f"    {out['new']:,} new posts in {out['pages']:,} pages, {requests:,} requests, {out['seconds']:.0f} s "
