@@ -20,15 +20,16 @@ import itertools
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tracker.fake_platforms.serving import LocalServer
 
 JSON_TYPE = "application/json; charset=utf-8"
 SEARCH = "app.bsky.feed.searchPosts"
@@ -219,7 +220,7 @@ def _facet(start: int, end: int, tag: str) -> dict[str, Any]:
     }
 
 
-class BlueskyServer:
+class BlueskyServer(LocalServer):
     """Fake Bluesky XRPC server in a background thread on 127.0.0.1 (a free port)."""
 
     def __init__(
@@ -244,42 +245,13 @@ class BlueskyServer:
         self._expired_to_issue = 0
         self._log: list[LoggedRequest] = []
         self._rkeys = itertools.count()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> BlueskyServer:
-        if self._httpd is None:
-            handler = type("BoundHandler", (_Handler,), {"fake": self})
-            self._httpd = _QuietServer(("127.0.0.1", 0), handler)
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="fake-bluesky"
-            )
-            self._thread.start()
-        return self
+    thread_name = "fake-bluesky"
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._httpd = self._thread = None
-
-    def __enter__(self) -> BlueskyServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """What to give the client as `base_url` (atproto adds `/xrpc`)."""
-        if self._httpd is None:
-            raise RuntimeError("BlueskyServer is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     # -- accounts and posts ----------------------------------------------------------------
 
@@ -800,16 +772,6 @@ _DEFAULT_MALFORMED = {
     "record": "this should be an object",
     "indexedAt": "not a date",
 }
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """Daemon threads; a client that gave up (timeout test) is not worth a traceback."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -29,9 +29,11 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tracker.fake_platforms.serving import LocalServer
 
 __all__ = ["Fault", "LoggedRequest", "MastodonServer", "snowflake_id"]
 
@@ -158,7 +160,7 @@ class LoggedRequest:
     status: int
 
 
-class MastodonServer:
+class MastodonServer(LocalServer):
     """A fake Mastodon instance: Python API to shape data, HTTP API for the client under test."""
 
     def __init__(
@@ -201,46 +203,13 @@ class MastodonServer:
         self._log: list[LoggedRequest] = []
         self._window_start = time.time()
         self._used = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> MastodonServer:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
-        handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},  # quick shutdown: tests start many servers
-            name=f"fake-mastodon-{self.domain}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+    thread_name = "fake-mastodon"
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> MastodonServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     # ----------------------------------------------------------------- data API
 

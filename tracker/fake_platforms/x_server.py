@@ -31,9 +31,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tracker.fake_platforms.serving import LocalServer, QuietHTTPServer
 
 SNOWFLAKE_EPOCH_MS = 1288834974657
 """Twitter's snowflake epoch (2010-11-04T01:42:54.657Z)."""
@@ -277,7 +279,7 @@ class _QueryParser:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: QuietHTTPServer
     protocol_version = "HTTP/1.0"
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
@@ -287,15 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read the request log instead."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: XServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out and hang up are expected here; stay quiet."""
-
-
-class XServer:
+class XServer(LocalServer):
     """The fake X API v2. Use as a context manager; data and faults are set from Python."""
 
     def __init__(
@@ -320,42 +314,17 @@ class XServer:
         self._seq = itertools.count(1)
         self._lock = threading.RLock()
         self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> XServer:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.fake = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-x", daemon=True
-        )
-        self._thread.start()
-        return self
+    thread_name = "fake-x"
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> XServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("XServer is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        self._stopping.set()  # faults that delay an answer give up at once
+        super().stop()
 
     # ----------------------------------------------------------------- data API
 
