@@ -404,3 +404,99 @@ def test_utc_offsets_find_the_dst_changes() -> None:
     segments = _utc_offsets(ZoneInfo("Europe/Helsinki"), t("2023-02-01 00:00"), t("2023-12-01 00:00"))
     assert segments == [(t("2023-03-26 01:00"), 7200), (t("2023-10-29 01:00"), 10800), (None, 7200)]
     assert _utc_offsets(ZoneInfo("Asia/Kolkata"), t("2023-02-01 00:00"), t("2023-03-01 00:00")) == [(None, 19800)]
+
+
+def test_summaries_in_slices_add_up_to_the_whole(campaign: tuple[Database, Settings],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large databases are summarised in id slices on several connections; same figures."""
+    import tracker.summary as summary_module
+    from storage import summary_queries
+
+    db, settings = campaign
+    week = (t("2023-02-05 22:00"), t("2023-02-12 22:00"))
+
+    def everything() -> list[Any]:
+        return [summarise(db, settings), summarise(db, settings, platform="x"), summarise(db, settings, period=week),
+                engagement_at_ages(db, settings, now=NOW), engagement_at_ages(db, settings, stop="lappi", now=NOW),
+                visit_days(db, settings, "pirkanmaa"), posts_per_day(db, settings),
+                posts_per_day(db, settings, period=week)]
+
+    whole = everything()
+    used: list[int] = []
+    slices = summary_queries.id_slices
+
+    def spy(conn: Any, parts: int, min_size: int | None = None) -> list[tuple[int | None, int | None]]:
+        ranges = slices(conn, parts, min_size)
+        used.append(len(ranges))
+        return ranges
+
+    monkeypatch.setattr(summary_queries, "SLICE_MIN_IDS", 2)  # 9 stored posts (ids 1-9): up to 4 slices
+    monkeypatch.setattr(summary_module, "_cpus", lambda: 3)
+    monkeypatch.setattr(summary_queries, "id_slices", spy)
+    sliced = everything()
+    assert used and all(n == 3 for n in used)
+    assert sliced == whole
+    visits = sliced[0].visits
+    assert numeric(visits[0]) == PIRKANMAA and visits[0]["by_platform"] == {"mastodon": PIRKANMAA_MASTODON,
+                                                                             "x": PIRKANMAA_X}
+    assert numeric(sliced[0].totals) == TOTALS and numeric(sliced[0].no_visit) == NO_VISIT
+    assert [(r["covered"], r["engagement"]) for r in sliced[3]["24h"]] == [(2, 12), (2, 30), (0, 0)]
+
+
+def test_id_slices_cover_every_post_once(campaign: tuple[Database, Settings]) -> None:
+    from sqlalchemy import select
+
+    from storage.models import Post
+    from storage.summary_queries import id_slices
+
+    db, _ = campaign
+    with db.engine.connect() as conn:
+        ids = sorted(conn.execute(select(Post.id)).scalars())
+        assert id_slices(conn, 4) == [(None, None)]  # small: one plain query
+        for parts in (1, 2, 3, 4, 9):
+            ranges = id_slices(conn, parts, min_size=1)
+            assert 1 <= len(ranges) <= parts and ranges[0][0] is None and ranges[-1][1] is None
+            inside = [[i for i in ids if (lo is None or i >= lo) and (hi is None or i < hi)] for lo, hi in ranges]
+            assert sorted(sum(inside, [])) == ids  # each post in exactly one slice (ids may have gaps)
+
+
+def test_local_day_of_the_last_instant_of_a_day(db: Database) -> None:
+    """23:59:59.9999 in Helsinki is still that day (SQLite's date functions round to ms)."""
+    settings = make_settings()
+    with db.write() as s:
+        store_posts(s, [post("x-1", "A", 1, created="2023-02-09 21:59:59.999900", fetched="2023-02-10 08:00",
+                             likes=1, reposts=0, replies=0, quotes=0)])
+    with db.write() as s:
+        (post_id,) = s.execute(text("SELECT id FROM posts")).one()
+        store_tags(s, [TagRow(post_id, [], "pirkanmaa", "area", 1.0, dt.date(2023, 2, 9))], NOW)
+    assert [(d["date"], d["posts"]) for d in posts_per_day(db, settings)] == [(dt.date(2023, 2, 9), 1)]
+    days = {d["date"]: d["posts"] for d in visit_days(db, settings, "pirkanmaa")}
+    assert days[dt.date(2023, 2, 9)] == 1 and days[dt.date(2023, 2, 10)] == 0
+
+
+@pytest.mark.parametrize("ids", [[1, 2, 5, 9], [3, 10**12, 10**12 + 7, 4 * 10**12]])  # dense / sparse ids
+def test_author_table_counts_each_known_author_once(ids: list[int]) -> None:
+    import numpy as np
+
+    from storage.summary_queries import AuthorTable
+
+    table = AuthorTable(ids=np.array(ids), platform=np.array([0, 1, 0, 0]), followers=np.array([10, 20, -1, 5]),
+                        platforms=["mastodon", "x"])
+    chosen = np.zeros(4, dtype=bool)
+    table.mark(np.array([ids[0], ids[0], ids[2], ids[1], 6, ids[3] + 1, -1]), chosen)  # 6 etc.: no such author
+    assert chosen.tolist() == [True, True, True, False]
+    assert table.figures(chosen, by_platform=False) == [
+        {"unique_authors": 3, "potential_reach": 30, "with_followers": 2}]
+    assert table.figures(chosen, by_platform=True) == [
+        {"platform": "mastodon", "unique_authors": 2, "potential_reach": 10, "with_followers": 1},
+        {"platform": "x", "unique_authors": 1, "potential_reach": 20, "with_followers": 1}]
+
+
+def test_engagement_at_ages_counts_posts_too_young_for_the_age(campaign: tuple[Database, Settings]) -> None:
+    db, settings = campaign
+    early = engagement_at_ages(db, settings, now=t("2023-03-28 20:00"))  # P5 is 10 hours old
+    assert [(r["stop"], r["posts"], r["covered"]) for r in early["24h"]] == [
+        ("pirkanmaa", 3, 2), ("lappi", 2, 1), ("kainuu", 0, 0)]
+    assert [(r["posts"], r["covered"]) for r in early["7d"]] == [(3, 3), (2, 0), (0, 0)]
+    before = engagement_at_ages(db, settings, now=t("2023-02-01 00:00"))  # before every post
+    assert [(r["posts"], r["covered"], r["engagement"]) for r in before["24h"]] == [(3, 0, 0), (2, 0, 0), (0, 0, 0)]

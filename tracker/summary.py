@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -139,6 +140,30 @@ def run_queries(db: Database, *jobs: Callable[[Connection], T]) -> list[T]:
         return list(pool.map(run, jobs))
 
 
+MAX_SLICES = 4
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def in_slices(db: Database, f: q.PostFilter, job: Callable[[Connection, q.PostFilter], T],
+              slices: int | None = None) -> list[T]:
+    """`job` over slices of the posts (by id, `q.id_slices`), at once on separate connections.
+
+    Every figure is a sum over posts (or a union of author ids), so the slices' results add up
+    to the whole (`q.add_frames`, `q.combine_figures`). One slice per CPU (at most MAX_SLICES),
+    none below `q.SLICE_MIN_IDS` posts: on a small database this is one plain query. Slices
+    may see a commit landing between them, as `run_queries` says.
+    """
+    with db.engine.connect() as conn:
+        ranges = q.id_slices(conn, slices or min(_cpus(), MAX_SLICES))
+    return run_queries(db, *[lambda conn, part=replace(f, ids=ids): job(conn, part) for ids in ranges])
+
+
 def safe_url(url: str | None) -> str | None:
     """The URL if it is an absolute http(s) link, else None (javascript:, data: etc. are dropped)."""
     if not url or not isinstance(url, str):
@@ -165,9 +190,18 @@ def ratio(part: float | None, whole: float | None) -> float | None:
 # -- the campaign summary -------------------------------------------------------------------------
 
 
+def _group_figures(db: Database, f: q.PostFilter, by: list[q.Key]) -> q.GroupFigures:
+    """`q.group_figures` with the scan in slices. The authors are read after every slice, so
+    each author a slice saw is there (an author is stored before their posts)."""
+    parts = in_slices(db, f, lambda conn, g: q.post_figures(conn, g, by, author_ids=True))
+    with db.engine.connect() as conn:
+        authors = q.author_table(conn)
+    return q.combine_figures(parts, authors, by)
+
+
 @dataclass
 class CampaignSummary:
-    """Every visit's figures plus the campaign totals and the posts with no visit, from 4 queries."""
+    """Every visit's figures plus the campaign totals and the posts with no visit, from one scan."""
 
     visits: list[dict[str, Any]]
     """In tour order, every stop in the settings; the shape of `VISIT_KEYS`."""
@@ -180,14 +214,8 @@ def summarise(db: Database, settings: Settings, platform: str | None = None,
               period: Period | None = None) -> CampaignSummary:
     """Compute every visit's figures (with per-platform parts), the no-visit posts and totals."""
     f = post_filter(settings, platform, period)
-    keys: list[q.Key] = ["stop", "platform"]
-    posts, authors, campaign_authors = run_queries(
-        db,
-        lambda conn: q.post_figures(conn, f, keys),
-        lambda conn: q.author_figures(conn, f, keys),
-        lambda conn: q.author_figures(conn, f, ["platform"]),
-    )
-    by_visit = _rows(posts, authors, ["stop", "platform"])
+    found = _group_figures(db, f, ["stop", "platform"])
+    by_visit = _rows(found.posts, found.authors, ["stop", "platform"])
     groups: dict[Any, dict[str, Any]] = {}
     for (stop, plat), fig in sorted(by_visit.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         group = groups.setdefault(stop, {**empty_figures(), "by_platform": {}})
@@ -204,7 +232,7 @@ def summarise(db: Database, settings: Settings, platform: str | None = None,
     for group in [*visits, no_visit]:
         for plat, fig in group["by_platform"].items():
             _add(totals["by_platform"].setdefault(plat, empty_figures()), fig)
-    reach = {r["platform"]: r for r in campaign_authors.to_dict("records")}
+    reach = {r["platform"]: r for r in found.campaign.to_dict("records")}
     for plat, fig in totals["by_platform"].items():
         fig["unique_authors"] = _int(reach.get(plat, {}).get("unique_authors")) or 0
         fig["potential_reach"] = _int(reach.get(plat, {}).get("potential_reach")) or 0
@@ -301,10 +329,9 @@ def engagement_at_ages(db: Database, settings: Settings,
     spans = dict(ages) if isinstance(ages, Mapping) else {label: AGES[label] for label in ages}
     now = now or dt.datetime.now(dt.timezone.utc)
     f = post_filter(settings, platform, period, stop)
-    frame, posts = run_queries(db, lambda conn: q.figures_at_ages(conn, f, ["stop"], spans, now),
-                               lambda conn: q.post_figures(conn, f, ["stop"]))
+    frame = q.add_frames(in_slices(db, f, lambda conn, g: q.figures_at_ages(conn, g, ["stop"], spans, now)), ["stop"])
     by_stop = {_key(r["stop"]): r for r in frame.to_dict("records")}
-    counts = {_key(r["stop"]): _int(r["posts"]) or 0 for r in posts.to_dict("records")}
+    counts = {stop_id: _int(r["posts"]) or 0 for stop_id, r in by_stop.items()}
     out: dict[str, list[dict[str, Any]]] = {}
     for label, span in spans.items():
         rows = []
@@ -357,8 +384,7 @@ def posts_per_day(db: Database, settings: Settings, platform: str | None = None,
     not attributed to any visit.
     """
     f = post_filter(settings, platform, period)
-    with db.engine.connect() as conn:
-        frame = q.daily_counts(conn, f)
+    frame = q.add_frames(in_slices(db, f, q.daily_counts), ["day", "platform"])
     days: dict[dt.date, dict[str, Any]] = {}
     for rec in frame.to_dict("records"):
         day = days.setdefault(rec["day"], {"posts": 0, "engagement": 0, "no_visit": 0, "by_platform": {}})
@@ -387,9 +413,8 @@ def visit_days(db: Database, settings: Settings, stop: str, platform: str | None
                period: Period | None = None) -> list[dict[str, Any]]:
     """A visit's figures per local day: every day of its window, plus any other day it has posts."""
     f = post_filter(settings, platform, period, stop)
-    posts, authors = run_queries(db, lambda conn: q.post_figures(conn, f, ["day"]),
-                                 lambda conn: q.author_figures(conn, f, ["day"]))
-    figures = _rows(posts, authors, ["day"])
+    found = _group_figures(db, f, ["day"])
+    figures = _rows(found.posts, found.authors, ["day"])
     s = settings.tour.get(stop)
     days = set(d for (d,) in figures)
     if s.date is not None:
