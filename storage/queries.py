@@ -53,7 +53,9 @@ class TagRow:
 
 def store_tags(session: Session, rows: Iterable[TagRow], now: dt.datetime) -> int:
     """Replace the area tags and attributions of these posts; manual attributions are kept."""
-    rows = list(rows)
+    # One row per post, in post id order: two writers tagging the same posts (a re-tag and a
+    # metric refresh at once) then take their row locks in the same order and cannot deadlock.
+    rows = sorted({r.post_id: r for r in rows}.values(), key=lambda r: r.post_id)
     if not rows:
         return 0
     ids = [r.post_id for r in rows]
@@ -61,7 +63,10 @@ def store_tags(session: Session, rows: Iterable[TagRow], now: dt.datetime) -> in
         session.execute(delete(PostArea).where(PostArea.post_id.in_(part)))
     areas = [{"post_id": r.post_id, "area": a} for r in rows for a in dict.fromkeys(r.areas)]
     for part in chunks(areas, chunk_size(session, 2)):
-        session.execute(_insert(session, PostArea.__table__).values(list(part)))
+        # A concurrent writer may have inserted the same tags since our delete (PostgreSQL:
+        # its rows were not there to lock): they are the same facts, keep them.
+        stmt = _insert(session, PostArea.__table__).values(list(part))
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["post_id", "area"]))
     table = Attribution.__table__
     values = [
         {"post_id": r.post_id, "stop_id": r.stop_id, "method": r.method, "confidence": r.confidence,

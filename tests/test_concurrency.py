@@ -49,3 +49,51 @@ def test_concurrent_first_start_creates_schema_once(tmp_path: Path) -> None:
 def test_concurrent_writers_on_postgresql(pg_url: str) -> None:
     assert run_writers(pg_url, 3) == ["ok"] * 3
     assert_counts(pg_url, 3)
+
+
+def test_two_writers_tagging_the_same_new_posts_on_postgresql(pg_url: str) -> None:
+    """A re-tag and a refresh tag the same untagged posts at once: the second waits, then keeps
+    the first one's identical tags instead of failing on the primary key (or deadlocking)."""
+    import datetime as dt
+    import threading
+
+    from storage.models import PostArea
+    from storage.queries import TagRow, store_tags
+    from storage.upserts import store_posts
+    from tests.test_storage import post
+
+    db = open_database(pg_url)
+    now = dt.datetime(2023, 2, 9, 12, tzinfo=dt.timezone.utc)
+    with db.write() as s:
+        ids = sorted(store_posts(s, [post(n) for n in range(3)]).ids.values())
+    rows = [TagRow(i, ["pirkanmaa"], None, "none", 0.0, now.date()) for i in ids]
+    errors: list[BaseException] = []
+    first_holds = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with db.write() as s:
+            store_tags(s, rows, now)
+            first_holds.set()
+            release.wait(10)
+
+    def second() -> None:
+        try:
+            with db.write() as s:
+                store_tags(s, list(reversed(rows)), now)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    t1 = threading.Thread(target=first)
+    t1.start()
+    assert first_holds.wait(10)
+    t2 = threading.Thread(target=second)
+    t2.start()
+    t2.join(1.0)  # blocked on the first writer's uncommitted rows
+    release.set()
+    t1.join(10)
+    t2.join(10)
+    assert errors == []
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(PostArea)) == 3
+    db.dispose()
