@@ -86,8 +86,12 @@ class Author(Base):
     url: Mapped[str | None] = mapped_column(Text)
     followers: Mapped[int | None] = mapped_column(BigInteger)
     followers_at: Mapped[dt.datetime | None]
+    """When `followers` was observed; moves in steps of an hour while nothing changes
+    (storage.upserts.SEEN_STEP)."""
     first_seen_at: Mapped[dt.datetime]
     last_seen_at: Mapped[dt.datetime]
+    """Within an hour of the latest sighting (storage.upserts.SEEN_STEP): a page that brings
+    nothing new does not rewrite the author row."""
 
 
 class AuthorFollowers(Base):

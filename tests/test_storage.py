@@ -300,3 +300,226 @@ def test_migrations_match_the_models(db: Database) -> None:
 
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+
+
+# -- store_posts: the fast paths and the coarse `last seen` ---------------------------------------
+
+
+def author_row(db: Database, platform_id: str = "user-0") -> Author:
+    with db.read() as s:
+        return s.scalars(select(Author).where(Author.platform_id == platform_id)).one()
+
+
+def test_last_seen_and_followers_at_move_by_the_step_or_with_a_change(db: Database) -> None:
+    from storage.upserts import SEEN_STEP
+
+    assert SEEN_STEP == dt.timedelta(hours=1)
+    with db.write() as s:
+        store_posts(s, [post(0, author=0)])
+    a = author_row(db)
+    assert (a.first_seen_at, a.last_seen_at, a.followers_at, a.followers) == (T0, T0, T0, 100)
+
+    # seen again within the step, nothing else new: the row is not written
+    soon = T0 + SEEN_STEP - dt.timedelta(microseconds=1)
+    with db.write() as s:
+        store_posts(s, [post(1, author=0, fetched=soon)])
+    a = author_row(db)
+    assert (a.last_seen_at, a.followers_at, a.followers) == (T0, T0, 100)
+
+    # a step after the stored time: both move to the sighting
+    later = T0 + SEEN_STEP
+    with db.write() as s:
+        store_posts(s, [post(2, author=0, fetched=later)])
+    a = author_row(db)
+    assert (a.last_seen_at, a.followers_at) == (later, later)
+
+    # within the step but a new follower count: written, with the exact time
+    changed = later + dt.timedelta(minutes=5)
+    with db.write() as s:
+        store_posts(s, [post(3, author=0, fetched=changed, followers=120)])
+    a = author_row(db)
+    assert (a.last_seen_at, a.followers_at, a.followers) == (changed, changed, 120)
+
+    # within the step, a new handle (no follower count this time): written, exact last_seen_at;
+    # followers_at stays with the count it dates
+    renamed = changed + dt.timedelta(minutes=5)
+    p = post(4, author=0, fetched=renamed, followers=None)
+    p.author = PostAuthor(platform_id="user-0", handle="renamed", display_name="User 0", followers=None)
+    with db.write() as s:
+        store_posts(s, [p])
+    a = author_row(db)
+    assert (a.handle, a.last_seen_at, a.followers_at, a.followers) == ("renamed", renamed, changed, 120)
+    assert a.first_seen_at == T0
+    with db.read() as s:
+        history = s.execute(select(AuthorFollowers.observed_at, AuthorFollowers.followers)
+                            .order_by(AuthorFollowers.observed_at)).all()
+    assert [tuple(h) for h in history] == [(T0, 100), (changed, 120)]  # changes, not repeats
+
+
+def test_older_author_details_never_overwrite_newer(db: Database) -> None:
+    new, old = T0 + dt.timedelta(minutes=10), T0
+    p_new = post(1, author=0, fetched=new)
+    p_old = post(2, author=0, fetched=old, followers=90)
+    p_old.author = PostAuthor(platform_id="user-0", handle="old-handle", display_name="Old", followers=90)
+    with db.write() as s:
+        store_posts(s, [p_new])
+    with db.write() as s:
+        store_posts(s, [p_old])
+    a = author_row(db)
+    assert (a.handle, a.display_name, a.followers, a.followers_at, a.last_seen_at) == ("user0", "User 0", 100, new, new)
+    with db.read() as s:  # the older observation is still history: it differed from the count then
+        history = s.execute(select(AuthorFollowers.observed_at, AuthorFollowers.followers)
+                            .order_by(AuthorFollowers.observed_at)).all()
+    assert [tuple(h) for h in history] == [(old, 90), (new, 100)]
+
+
+def full_post(n: int, fetched: dt.datetime, **changes: object) -> NormalisedPost:
+    values: dict[str, object] = dict(
+        platform="mastodon", platform_id=f"https://a.example/users/u/statuses/{n}",
+        author=PostAuthor(platform_id="https://a.example/users/u", handle="u@a.example", display_name="Ü",
+                          url="https://a.example/@u", followers=7),
+        text="Kiertue Oulussa 'lainaus' \"x\" \\ ; -- #ihmisensote #sote", created_at=T0 - dt.timedelta(hours=n),
+        fetched_at=fetched, url=f"https://a.example/@u/{n}", language="fi", hashtags=("ihmisensote", "sote", "ö"),
+        kind=PostKind.QUOTE, referenced_id="https://b.example/s/1", edited_at=T0 - dt.timedelta(minutes=n),
+        metrics=Metrics(likes=1, reposts=None, replies=3, quotes=0, views=None),
+        source="https://a.example", source_id=str(n))
+    values.update(changes)
+    return NormalisedPost(**values)  # type: ignore[arg-type]
+
+
+def stored_post(db: Database, platform_id: str) -> dict[str, object]:
+    with db.read() as s:
+        row = s.scalars(select(Post).where(Post.platform_id == platform_id)).one()
+        return {c: getattr(row, c) for c in Post.__table__.columns.keys()}
+
+
+def test_every_column_round_trips_on_insert_and_update(db: Database) -> None:
+    """New posts go in by a plain INSERT / COPY, known ones by the upsert: both store the same."""
+    first = full_post(1, T0)
+    with db.write() as s:
+        result = store_posts(s, [first, full_post(2, T0)])
+    assert (result.new, result.updated) == (2, 0)
+    row = stored_post(db, first.platform_id)
+    assert row["id"] == result.ids[("mastodon", first.platform_id)]
+    expected = {
+        "platform": "mastodon", "url": first.url, "text": first.text, "language": "fi",
+        "created_at": first.created_at, "kind": "quote", "referenced_id": "https://b.example/s/1",
+        "hashtags": ["ihmisensote", "sote", "ö"], "origin": "api", "source": "https://a.example", "source_id": "1",
+        "edited_at": first.edited_at, "deleted_at": None, "updated_at": T0, "likes": 1, "reposts": None,
+        "replies": 3, "quotes": 0, "views": None, "metrics_at": T0,
+    }
+    assert {k: row[k] for k in expected} == expected
+    with db.read() as s:
+        raw = s.execute(text("SELECT hashtags FROM posts WHERE platform_id = :p"),
+                        {"p": first.platform_id}).scalar_one()
+    assert (raw if isinstance(raw, list) else __import__("json").loads(raw)) == ["ihmisensote", "sote", "ö"]
+
+    later = T0 + dt.timedelta(hours=1)
+    newer = full_post(1, later, text="edited", hashtags=(), language=None, kind=PostKind.ORIGINAL, referenced_id=None,
+                      metrics=Metrics(likes=5, reposts=2, replies=None, quotes=None, views=None))
+    with db.write() as s:
+        result = store_posts(s, [newer, full_post(3, later)])
+    assert (result.new, result.updated) == (1, 1)
+    row = stored_post(db, first.platform_id)
+    # newest wins; a value the newer copy does not have (None) keeps the stored one
+    assert (row["text"], row["hashtags"], row["language"], row["kind"], row["referenced_id"]) == (
+        "edited", [], "fi", "original", "https://b.example/s/1")
+    assert (row["likes"], row["reposts"], row["replies"], row["metrics_at"], row["updated_at"]) == (
+        5, 2, 3, later, later)
+    assert row["first_seen_at"] == stored_post(db, full_post(2, T0).platform_id)["first_seen_at"]
+    with db.read() as s:
+        snaps = s.execute(select(MetricSnapshot.fetched_at, MetricSnapshot.likes, MetricSnapshot.replies)
+                          .where(MetricSnapshot.post_id == row["id"]).order_by(MetricSnapshot.fetched_at)).all()
+    assert [tuple(r) for r in snaps] == [(T0, 1, 3), (later, 5, None)]
+
+
+def test_a_batch_of_known_and_new_posts(db: Database) -> None:
+    with db.write() as s:
+        first = store_posts(s, [post(n, author=n % 3) for n in range(0, 2_600, 2)])
+    assert (first.new, first.updated) == (1_300, 0)
+    later = T0 + dt.timedelta(minutes=1)
+    batch = [post(n, author=n % 3, fetched=later, likes=n) for n in range(2_600)]
+    with db.write() as s:
+        again = store_posts(s, batch)
+    assert (again.received, again.new, again.updated) == (2_600, 1_300, 1_300)
+    assert {k: v for k, v in again.ids.items() if k in first.ids} == first.ids
+    with db.read() as s:
+        ids = dict(s.execute(select(Post.platform_id, Post.id)).all())
+        assert {("x", k): v for k, v in ids.items()} == again.ids
+        assert s.scalar(select(func.count()).select_from(MetricSnapshot)) == 1_300 + 2_600
+        assert s.scalar(select(func.sum(Post.likes))) == sum(range(2_600))
+    assert count(db, Post) == 2_600
+
+
+def test_a_failure_mid_batch_stores_nothing_of_it(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage import upserts
+
+    with db.write() as s:
+        store_posts(s, [post(0)])
+    real = upserts._Writer.write
+
+    def fail_at_the_last_statement(self, stmt, rows):  # type: ignore[no-untyped-def]
+        if stmt is self.sql.ignore["post_sources"]:
+            raise RuntimeError("disk gone")
+        return real(self, stmt, rows)
+
+    monkeypatch.setattr(upserts._Writer, "write", fail_at_the_last_statement)
+    later = T0 + dt.timedelta(hours=3)
+    with pytest.raises(RuntimeError, match="disk gone"):
+        with db.write() as s:
+            store_posts(s, [post(n, fetched=later, followers=555, author=n) for n in range(10)])
+    assert count(db, Post) == 1 and count(db, Author) == 1 and count(db, MetricSnapshot) == 1
+    assert count(db, AuthorFollowers) == 1
+    assert author_row(db).last_seen_at == T0
+
+
+@pytest.mark.postgres
+def test_postgres_new_post_stored_meanwhile_by_another_transaction(pg_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the lookup and the COPY another transaction commits one of the 'new' posts: the
+    COPY is undone alone and the batch goes through the upsert, as if it had been seen."""
+    from storage import upserts
+
+    db = open_database(pg_url)
+    other = open_database(pg_url)
+    try:
+        with db.write() as s:  # the authors are known: neither transaction writes (locks) them
+            store_posts(s, [post(n, fetched=T0 - dt.timedelta(minutes=2)) for n in range(10, 17)])
+        real = upserts._Writer.next_ids
+        done = []
+
+        def racing(self, table, n):  # type: ignore[no-untyped-def]
+            if not done:
+                done.append(True)
+                with other.write() as s2:
+                    store_posts(s2, [post(1, likes=9, fetched=T0 - dt.timedelta(minutes=1))])
+            return real(self, table, n)
+
+        monkeypatch.setattr(upserts._Writer, "next_ids", racing)
+        with db.write() as s:
+            result = store_posts(s, [post(n) for n in range(3)])
+        assert done and (result.received, result.new, result.updated) == (3, 2, 1)
+        with db.read() as s:
+            wanted = select(Post).where(Post.platform_id.in_(["id-0", "id-1", "id-2"]))
+            rows = {r.platform_id: r for r in s.scalars(wanted)}
+            assert set(rows) == {"id-0", "id-1", "id-2"}
+            assert {("x", k): r.id for k, r in rows.items()} == result.ids
+            assert rows["id-1"].likes == 1 and rows["id-1"].metrics_at == T0  # the newer fetch won
+            assert s.scalar(select(func.count()).select_from(MetricSnapshot)) == 7 + 4
+    finally:
+        db.dispose()
+        other.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_copy_errors_are_reported_as_sqlalchemy_errors(pg_url: str) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    db = open_database(pg_url)
+    try:
+        with pytest.raises(DBAPIError, match="too long"):
+            with db.write() as s:
+                store_posts(s, [post(1, platform="p" * 40)])
+        assert count(db, Post) == 0 and count(db, Author) == 0
+    finally:
+        db.dispose()

@@ -1,10 +1,12 @@
 """Benchmark: bulk ingest through `store_posts` against the physical floor, on SQLite and PostgreSQL.
 
-    .venv/bin/python tests/benchmarks/bench_ingest.py [--posts N] [--authors N] [--batch N] [--no-postgres]
+    .venv/bin/python tests/benchmarks/bench_ingest.py [--posts N] [--authors N] [--batch N] [--page-seconds S]
+                                                      [--no-postgres] [--strict]
 
 Builds N normalised posts in memory (default 200 000 by 20 000 authors, one metric snapshot
 each, follower counts on every author), then stores them as collection does: `store_posts` in
-batches of 1 000, one write transaction per batch, each batch a page fetched at its own moment.
+batches of 1 000, one write transaction per batch, each batch a page fetched at its own moment
+(pages 1 s apart unless --page-seconds says otherwise).
 
 The figures that hold on a noisy machine are ratios to floors measured in the same run, the
 floors and store_posts taking turns batch by batch (a busy spell hits all of them alike): the same
@@ -77,7 +79,7 @@ class Data:
         return sum(len(b) for b in self.batches)
 
 
-def generate(n_posts: int, n_authors: int, batch: int, seed: int = 2023) -> Data:
+def generate(n_posts: int, n_authors: int, batch: int, seed: int = 2023, page_seconds: float = 1.0) -> Data:
     """Posts of three platforms by `n_authors` accounts, in pages as a collector sees them.
 
     Each batch is one page fetched at one moment: the pages follow each other in time (newest
@@ -98,7 +100,7 @@ def generate(n_posts: int, n_authors: int, batch: int, seed: int = 2023) -> Data
     author_of: dict[tuple[str, str], int] = {}
     batches: list[list[NormalisedPost]] = []
     for first in range(0, n_posts, batch):
-        fetched = FETCH_START + dt.timedelta(seconds=len(batches))
+        fetched = FETCH_START + dt.timedelta(seconds=len(batches) * page_seconds)
         page: list[NormalisedPost] = []
         for n in range(first, min(first + batch, n_posts)):
             a = rng.randrange(n_authors)
@@ -387,13 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posts", type=int, default=200_000)
     parser.add_argument("--authors", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--page-seconds", type=float, default=1.0,
+                        help="time between the pages' fetches (default 1: the whole run within minutes, so an "
+                             "author's last_seen_at moves at most once; more spreads the pages over hours)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    data = generate(args.posts, args.authors, args.batch)
+    data = generate(args.posts, args.authors, args.batch, page_seconds=args.page_seconds)
     print(f"generated {data.posts:,} posts by {len(data.authors):,} authors in {len(data.batches)} batches "
-          f"of {args.batch:,} ({time.perf_counter() - t0:.1f} s; not timed)")
+          f"of {args.batch:,}, {args.page_seconds:g} s apart ({time.perf_counter() - t0:.1f} s; not timed)")
     ok = bench_sqlite(data)
     if not args.no_postgres:
         ok = (bench_postgres(data) is not False) and ok
