@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Table, Text, select
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Table, Text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -747,12 +747,3 @@ def mark_deleted(session: Session, platform: str, platform_ids: Sequence[str], a
         )
         count += result.rowcount or 0
     return count
-
-
-def known_platform_ids(session: Session, platform: str, platform_ids: Sequence[str]) -> set[str]:
-    """Which of these ids are already stored (for reports and tests)."""
-    found: set[str] = set()
-    for part in chunks(list(platform_ids), 500):
-        found.update(session.scalars(select(Post.platform_id).where(Post.platform == platform,
-                                                                    Post.platform_id.in_(part))))
-    return found

@@ -618,10 +618,6 @@ class Gazetteer:
         """Load the lexicon now (about 0.15 s) rather than at the first post."""
         lexicon()
 
-    def names_of(self, area_id: str) -> list[str]:
-        """Every name of one area (for checks and explanations)."""
-        return [n.text for n in self.names if n.area_id == area_id]
-
     # --- one word ----------------------------------------------------------------------------
 
     @staticmethod

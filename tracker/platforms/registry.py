@@ -11,7 +11,6 @@ from tracker.settings import (
     ENV_BLUESKY_PASSWORD,
     ENV_X_TOKEN,
     Settings,
-    mastodon_token_variable,
 )
 
 PLATFORMS = ("x", "mastodon", "bluesky")
