@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.sqlite_tuning import memory_statistics_off
 from tracker.errors import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def make_engine(url: str, *, sqlite_busy_timeout: float = 60.0, **kwargs: Any) -
     """An engine for `url`, with the SQLite pragmas and transaction handling described above."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        memory_statistics_off()  # before the first connection: see storage/sqlite_tuning.py
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
