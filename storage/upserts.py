@@ -10,8 +10,9 @@ sighting, not rewritten on every page (see SEEN_STEP).
 
 How it stays close to what the database itself costs (tests/benchmarks/bench_ingest.py measures
 it against plain driver INSERTs / COPY of the same rows):
-- Statements are SQL text written once per dialect and run through the session's connection
-  (`exec_driver_sql`); rows are plain tuples built once per post, timestamps converted here (the
+- Statements are SQL text written once per dialect and run on the session's connection (SQLite:
+  straight on its DBAPI connection, rows read back as plain tuples; PostgreSQL: through
+  `exec_driver_sql`); rows are plain tuples built once per post, timestamps converted here (the
   same checks and the same stored form as `UTCDateTime`), no per-value type processors.
 - Posts are looked up by key first. Those not stored yet, and their metric snapshots, go in
   without conflict handling or RETURNING: SQLite plain INSERTs with the ids SQLite would give
@@ -426,6 +427,7 @@ class _Writer:
             _STATEMENTS[dialect] = _statements(dialect)
         self.sql = _STATEMENTS[dialect]
         self.pg = dialect == "postgresql"
+        self.raw: Any = None if self.pg else self.conn.connection.driver_connection
         self.time: Callable[[Any], Any] = _pg_time if self.pg else _sqlite_time
         self.times: dict[dt.datetime, Any] = {}
         """datetime -> `time(datetime)` of the fetch times seen (they repeat: one per page)."""
@@ -477,6 +479,16 @@ class _Writer:
         limit = self.step_after(old_seen)
         return limit is not None and last_seen < limit
 
+    def sqlite(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> list[Any]:
+        """Run one statement on SQLite's DBAPI connection (inside the session's transaction) and
+        return its rows as plain tuples: no Result and Row objects for the ~1 000 rows a page reads
+        back. Errors are raised as SQLAlchemy's exceptions, as for statements it runs."""
+        try:
+            cursor = self.raw.executemany(sql, params) if many else self.raw.execute(sql, params)
+            return cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+
     def write(self, stmt: _Insert, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Insert the rows, a chunk per statement; the rows RETURNING gives back."""
         returned: list[Any] = []
@@ -491,9 +503,7 @@ class _Writer:
             return returned
         per_statement = max(1, min(MAX_ROWS_PER_STATEMENT, _SQLITE_MAX_PARAMS // stmt.columns))
         for part in chunks(rows, per_statement):
-            result = self.conn.exec_driver_sql(_sqlite_text(stmt, len(part)), tuple(chain.from_iterable(part)))
-            if result.returns_rows:
-                returned += result.fetchall()
+            returned += self.sqlite(_sqlite_text(stmt, len(part)), tuple(chain.from_iterable(part)))
         return returned
 
     def next_ids(self, table: str, count: int) -> list[int]:
@@ -503,7 +513,7 @@ class _Writer:
                 f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)",
                 (count,)).scalars().all()
         # SQLite (a rowid table without AUTOINCREMENT): max(id) + 1, .. under the write lock
-        first = self.conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").scalar_one()
+        first = self.sqlite(f"SELECT coalesce(max(id), 0) + 1 FROM {table}")[0][0]
         return list(range(first, first + count))
 
     def insert_fresh(self, fresh: _Fresh, rows: Sequence[tuple[Any, ...]], *, may_conflict: bool = False) -> bool:
@@ -514,7 +524,7 @@ class _Writer:
         if not rows:
             return True
         if not self.pg:
-            self.conn.exec_driver_sql(fresh.sqlite, list(rows))
+            self.sqlite(fresh.sqlite, rows, many=True)
             return True
         raw = self.conn.connection.driver_connection
         sql = fresh.copy
@@ -560,9 +570,8 @@ class _Writer:
         for platform, ids in by_platform.items():
             for part in chunks(ids, min(_SQLITE_MAX_PARAMS - 1, 5_000)):
                 marks = ", ".join("?" * len(part))
-                found += self.conn.exec_driver_sql(
-                    f"SELECT {columns} FROM {table} WHERE platform = ? AND platform_id IN ({marks})",
-                    (platform, *part)).fetchall()
+                found += self.sqlite(f"SELECT {columns} FROM {table} WHERE platform = ? AND platform_id IN ({marks})",
+                                     (platform, *part))
         return found
 
 
@@ -615,6 +624,12 @@ def upsert_authors(session: Session, posts: Sequence[NormalisedPost]) -> dict[tu
     return _upsert_authors(_Writer(session), posts)
 
 
+@functools.lru_cache(maxsize=4096)
+def _tags_json(tags: tuple[str, ...]) -> str:
+    """The stored JSON of a post's hashtags (the same few combinations recur page after page)."""
+    return json.dumps(list(tags))
+
+
 _POST_STORED = ("url, author_id, text, language, kind, referenced_id, hashtags, edited_at, deleted_at, updated_at, "
                 "likes, reposts, replies, quotes, views, metrics_at")
 """The columns an upsert of a post may change, as stored (after id, platform, platform_id)."""
@@ -637,16 +652,13 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
     author_ids = _upsert_authors(writer, unique)
     stamp_value = writer.time(dt.datetime.now(_UTC))
     time, times = writer.time, writer.times
-    tags_json: dict[tuple[str, ...], str] = {}
     rows = []
     append = rows.append
     for p in unique:
         m = p.metrics
         fetched = times.get(p.fetched_at) or writer.cached_time(p.fetched_at)
         tags = p.hashtags
-        hashtags = tags_json.get(tags)
-        if hashtags is None:
-            hashtags = tags_json[tags] = json.dumps(list(tags))
+        hashtags = _tags_json(tags)
         platform = p.platform
         edited = p.edited_at
         append((
