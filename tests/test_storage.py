@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -520,6 +521,24 @@ def test_postgres_copy_errors_are_reported_as_sqlalchemy_errors(pg_url: str) -> 
         with pytest.raises(DBAPIError, match="too long"):
             with db.write() as s:
                 store_posts(s, [post(1, platform="p" * 40)])
+        assert count(db, Post) == 0 and count(db, Author) == 0
+    finally:
+        db.dispose()
+
+
+def test_sqlite_errors_are_reported_as_sqlalchemy_errors(tmp_path: Path) -> None:
+    """store_posts runs its SQLite statements on the DBAPI connection: a failure still comes
+    back as SQLAlchemy's exception (what the callers catch), and the transaction stores nothing."""
+    from sqlalchemy.exc import DBAPIError
+
+    db = open_database(f"sqlite:///{tmp_path / 't.db'}")
+    try:
+        with db.write() as s:
+            s.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON metric_snapshots "
+                           "BEGIN SELECT RAISE(ABORT, 'snapshot refused by the test'); END"))
+        with pytest.raises(DBAPIError, match="snapshot refused by the test"):
+            with db.write() as s:
+                store_posts(s, [post(1), post(2)])
         assert count(db, Post) == 0 and count(db, Author) == 0
     finally:
         db.dispose()
