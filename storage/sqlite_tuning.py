@@ -10,11 +10,13 @@ tracker reads them; Python's `sqlite3` does not either.
 
 They can only be turned off while SQLite is not initialised: `sqlite3_shutdown()`,
 `sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0)`, `sqlite3_initialize()`, which is safe only while
-no connection is open anywhere in the process. So this runs before the tracker opens its first
-SQLite connection, and only when SQLite's own count says that no memory is in use (statistics
-on and nothing open). Anything unexpected (another platform, a library ctypes cannot reach, a
-different SQLite from the one `sqlite3` uses, connections already open) leaves SQLite as it is:
-the tracker is then as correct, only slower on parallel summaries.
+no connection is open anywhere in the process. So it is tried once, when the tracker makes its
+first SQLite engine (the CLI and the scheduler do that on the main thread before anything
+else), and only while no other thread runs and SQLite's own count says that no memory is in use
+(statistics on and nothing open). Anything unexpected (another platform, a library ctypes cannot
+reach, a different SQLite from the one `sqlite3` uses, connections already open, other threads)
+leaves SQLite as it is for the life of the process: the tracker is then as correct, only slower
+on parallel summaries.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ log = logging.getLogger(__name__)
 _SQLITE_CONFIG_MEMSTATUS = 9
 _lock = threading.Lock()
 _state: bool | None = None
-"""None: not settled yet (try again at the next connection); True: statistics are off; False:
-they stay on (this process cannot change them)."""
+"""None: not tried yet; True: statistics are off; False: they stay on (not tried again)."""
 
 
 def _library() -> Any | None:
@@ -65,32 +66,31 @@ def _memory_with_a_connection(lib: Any) -> int:
 
 
 def memory_statistics_off() -> bool:
-    """Turn SQLite's memory statistics off if it is safe now; True when they are off.
-
-    Cheap after the first call that settles it."""
+    """Turn SQLite's memory statistics off, the first time only, if it is safe then; True when
+    they are off. Later calls return what the first one found."""
     global _state
     if _state is not None:
         return _state
     with _lock:
-        if _state is not None:
-            return _state
-        lib = _library()
-        if lib is None:
-            _state = False
-            return _state
-        if lib.sqlite3_memory_used() != 0:  # counting, and something is open: not now
-            return False
-        if _memory_with_a_connection(lib) == 0:  # not counting (built so, or done already)
-            _state = True
-            return _state
-        if lib.sqlite3_memory_used() != 0:
-            return False
-        if lib.sqlite3_shutdown() != 0:
-            _state = False
-            return _state
-        configured = lib.sqlite3_config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0))
-        if lib.sqlite3_initialize() != 0:  # pragma: no cover - nothing to recover; sqlite3 re-initialises on open
-            log.warning("SQLite did not initialise again after turning its memory statistics off")
-        _state = configured == 0 and _memory_with_a_connection(lib) == 0
-        log.debug("SQLite memory statistics %s", "off" if _state else "left on")
+        if _state is None:
+            _state = _turn_off()
+            log.debug("SQLite memory statistics %s", "off" if _state else "left on")
         return _state
+
+
+def _turn_off() -> bool:
+    if threading.active_count() != 1:  # another thread might be opening a connection right now
+        return False
+    lib = _library()
+    if lib is None:
+        return False
+    if lib.sqlite3_memory_used() != 0:  # counting, and something is open
+        return False
+    if _memory_with_a_connection(lib) == 0:  # not counting: built so (or turned off already)
+        return True
+    if lib.sqlite3_memory_used() != 0 or lib.sqlite3_shutdown() != 0:
+        return False
+    configured = lib.sqlite3_config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0))
+    if lib.sqlite3_initialize() != 0:  # pragma: no cover - sqlite3 initialises again on the next open
+        log.warning("SQLite did not initialise again after turning its memory statistics off")
+    return configured == 0 and _memory_with_a_connection(lib) == 0
