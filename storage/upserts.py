@@ -427,17 +427,18 @@ class _Writer:
             _STATEMENTS[dialect] = _statements(dialect)
         self.sql = _STATEMENTS[dialect]
         self.pg = dialect == "postgresql"
-        self.raw: Any = None if self.pg else self.conn.connection.driver_connection
+        self.raw: Any = self.conn.connection.driver_connection
+        """The DBAPI connection under the session's (same transaction)."""
         self.time: Callable[[Any], Any] = _pg_time if self.pg else _sqlite_time
-        self.times: dict[dt.datetime, Any] = {}
+        self._times: dict[dt.datetime, Any] = {}
         """datetime -> `time(datetime)` of the fetch times seen (they repeat: one per page)."""
         self._steps: dict[Any, Any] = {}
 
     def cached_time(self, value: dt.datetime) -> Any:
-        """`time(value)`, remembered in `times`."""
-        held = self.times.get(value)
+        """`time(value)` for values that repeat (fetch times), remembered."""
+        held = self._times.get(value)
         if held is None:
-            held = self.times[value] = self.time(value)
+            held = self._times[value] = self.time(value)
         return held
 
     def step_after(self, stored: Any) -> Any:
@@ -526,7 +527,7 @@ class _Writer:
         if not self.pg:
             self.sqlite(fresh.sqlite, rows, many=True)
             return True
-        raw = self.conn.connection.driver_connection
+        raw = self.raw
         sql = fresh.copy
         try:
             with raw.cursor() as cursor:
@@ -651,12 +652,12 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
     writer = _Writer(session)
     author_ids = _upsert_authors(writer, unique)
     stamp_value = writer.time(dt.datetime.now(_UTC))
-    time, times = writer.time, writer.times
+    time, cached_time = writer.time, writer.cached_time
     rows = []
     append = rows.append
     for p in unique:
         m = p.metrics
-        fetched = times.get(p.fetched_at) or writer.cached_time(p.fetched_at)
+        fetched = cached_time(p.fetched_at)
         tags = p.hashtags
         hashtags = _tags_json(tags)
         platform = p.platform
@@ -731,7 +732,7 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
         m = p.metrics
         if (m.likes is not None or m.reposts is not None or m.replies is not None or m.quotes is not None
                 or m.views is not None):
-            fetched = times.get(p.fetched_at) or writer.cached_time(p.fetched_at)
+            fetched = cached_time(p.fetched_at)
             snapshots.setdefault((post_id, fetched),
                                  (post_id, fetched, m.likes, m.reposts, m.replies, m.quotes, m.views))
         if p.source and p.source_id:
