@@ -306,10 +306,17 @@ class TrackerState(Base):
 
 
 class ForgottenAuthor(Base):
-    """Authors erased on request: their new posts are not stored again. Only a hash of the
-    platform and the account's id is kept, never the handle."""
+    """Traces of authors erased on request, so that nothing of theirs is stored again: digests
+    only, never a handle, id or text (see storage/privacy.py and docs/privacy.md).
+
+    `scheme` 'hmac-sha256': keyed with TRACKER_PRIVACY_KEY (the key is never stored);
+    'sha256': an unkeyed digest of "platform:account id" made before keys (migration 0003).
+    `kind`: what was digested: 'account', 'handle', 'post', or the 'key-check' row that tells
+    whether the key in the environment is the one the list was made with."""
 
     __tablename__ = "forgotten_authors"
 
     author_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     forgotten_at: Mapped[dt.datetime]
+    scheme: Mapped[str] = mapped_column(String(16), server_default="sha256")
+    kind: Mapped[str] = mapped_column(String(16), server_default="account")
