@@ -46,6 +46,7 @@ ENV_BLUESKY_PASSWORD = "TRACKER_BLUESKY_APP_PASSWORD"
 ENV_SMTP_PASSWORD = "TRACKER_SMTP_PASSWORD"
 ENV_MASTODON_TOKEN_PREFIX = "TRACKER_MASTODON_TOKEN_"
 ENV_PSEUDONYM_KEY = "TRACKER_PSEUDONYM_KEY"
+ENV_PRIVACY_KEY = "TRACKER_PRIVACY_KEY"
 
 # Keys that look like secrets: refused in the file, with the variable to use instead.
 _SECRET_KEYS = {
@@ -344,9 +345,14 @@ class Secrets:
         """Key of the keyed hash that replaces author identities in pseudonymised exports."""
         return self._get(ENV_PSEUDONYM_KEY)
 
+    @property
+    def privacy_key(self) -> SecretStr | None:
+        """Key of the keyed hashes in the list of forgotten authors (`tracker forget`)."""
+        return self._get(ENV_PRIVACY_KEY)
+
     def values(self) -> list[str]:
         """Every secret value present, for scrubbing outputs in tests and logs."""
-        names = [ENV_X_TOKEN, ENV_BLUESKY_PASSWORD, ENV_SMTP_PASSWORD, ENV_PSEUDONYM_KEY]
+        names = [ENV_X_TOKEN, ENV_BLUESKY_PASSWORD, ENV_SMTP_PASSWORD, ENV_PSEUDONYM_KEY, ENV_PRIVACY_KEY]
         names += [k for k in self._env if k.startswith(ENV_MASTODON_TOKEN_PREFIX)]
         return [s.get_secret_value() for s in map(self._get, names) if s is not None]
 
