@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from storage.db import Database
 from tracker.charts import engagement_per_visit_png, posts_per_day_png, visit_names
+from tracker.display_text import display_text
 from tracker.settings import Settings
 from tracker.summary import (
     AGES,
@@ -38,6 +39,8 @@ from tracker.summary import (
 
 MAX_TEXT = 600
 """Characters of post text shown; the link leads to the rest."""
+MAX_NAME = 200
+"""Characters of a name, handle or visit shown."""
 
 LABELS: dict[str, dict[str, str]] = {
     "fi": {
@@ -141,13 +144,12 @@ def _date(value: dt.date | str | None, language: str) -> str:
     return f"{day.day}.{day.month}.{day.year}"
 
 
-def text_html(text: str | None) -> Markup:
-    """Plain post text as HTML: escaped, line breaks kept as <br>, sanitised by nh3.
-    No text (removed by retention; pandas gives NaN for NULL) renders as empty."""
-    text = text.strip() if isinstance(text, str) else ""
-    if len(text) > MAX_TEXT:
-        text = text[:MAX_TEXT].rstrip() + "…"
-    escaped = html.escape(text, quote=True).replace("\r\n", "\n").replace("\n", "<br>")
+def text_html(text: Any) -> Markup:
+    """Plain post text as HTML: cleaned like every shown text (display_text: no bidi overrides or
+    other invisible controls), escaped, line breaks kept as <br>, sanitised by nh3.
+    No text (removed by retention or forget; pandas gives NaN for NULL) renders as empty."""
+    text = display_text(text, MAX_TEXT, multiline=True)
+    escaped = html.escape(text, quote=True).replace("\n", "<br>")
     return Markup(nh3.clean(escaped, tags={"br"}, attributes={}, url_schemes={"http", "https"},
                             strip_comments=True))
 
@@ -191,6 +193,11 @@ def report_context(db: Database, settings: Settings, platform: str | None = None
     posts = top_posts(db, settings, top_n, platform=platform, period=period)
     for post in posts:
         post["visit_name"] = stop_names.get(post["stop"], post["stop"])
+        _clean_fields(post, ("platform", "author_name", "author_handle", "visit_name"))
+    authors = {order: top_authors(db, settings, order, top_n, platform=platform, period=period)
+               for order in ("posts", "reach")}
+    for author in (*authors["posts"], *authors["reach"]):
+        _clean_fields(author, ("platform", "handle", "display_name"))
     tz = settings.campaign.tz
     start, end = period or (None, None)
     return {
@@ -213,9 +220,15 @@ def report_context(db: Database, settings: Settings, platform: str | None = None
             "engagement_per_visit": data_uri(engagement_per_visit_png(summary.visits, names, language)),
         },
         "top_posts": posts,
-        "top_authors_posts": top_authors(db, settings, "posts", top_n, platform=platform, period=period),
-        "top_authors_reach": top_authors(db, settings, "reach", top_n, platform=platform, period=period),
+        "top_authors_posts": authors["posts"],
+        "top_authors_reach": authors["reach"],
     }
+
+
+def _clean_fields(row: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Public names shown as one clean line (display_text, as the email does); missing as None."""
+    for key in keys:
+        row[key] = display_text(row.get(key), MAX_NAME) or None
 
 
 def render_report(db: Database, settings: Settings, platform: str | None = None, period: Period | None = None,

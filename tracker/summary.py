@@ -444,7 +444,7 @@ def top_posts(db: Database, settings: Settings, n: int = 10, stop: str | None = 
         rows.append({
             "rank": rank, "post_id": int(rec["post_id"]), "platform": rec["platform"],
             "url": safe_url(rec["url"]), "created_at": rec["created_at"], "kind": rec["kind"],
-            "text": rec["text"] or "", "stop": stop_id, "area": areas.get(stop_id),
+            "text": _key(rec["text"]) or "", "stop": stop_id, "area": areas.get(stop_id),
             "author_handle": _key(rec["author_handle"]), "author_name": _key(rec["author_name"]),
             "author_url": safe_url(_key(rec["author_url"])), "author_followers": _int(rec["author_followers"]),
             **{k: _int(rec[k]) for k in ("likes", "shares", "reply_count", "quote_count", "impressions")},
@@ -463,7 +463,7 @@ def top_authors(db: Database, settings: Settings, by: Literal["posts", "reach"] 
     with db.engine.connect() as conn:
         frame = q.top_authors(conn, f, n, by)
     return [
-        {"rank": rank, "platform": rec["platform"], "handle": rec["handle"],
+        {"rank": rank, "platform": rec["platform"], "handle": _key(rec["handle"]),
          "display_name": _key(rec["display_name"]), "url": safe_url(_key(rec["url"])),
          "followers": _int(rec["followers"]), "posts": _int(rec["posts"]) or 0,
          "engagement": _int(rec["engagement"]) or 0}

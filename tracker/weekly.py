@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import secrets
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -36,6 +35,7 @@ from storage.reports import SENDING, SENT, ReportRecord, claim_report, find_repo
 from storage.reports import problem_runs, recipients_key
 from tracker import mailer
 from tracker.charts import engagement_per_visit_png, posts_per_day_png, visit_names
+from tracker.display_text import display_text
 from tracker.errors import TrackerError
 from tracker.export import POST_COLUMNS, post_rows, safe_cell
 from tracker.health import collection_status
@@ -197,18 +197,11 @@ def format_change(this: int, previous: int, lang: str) -> str:
     return text
 
 
-_CONTROL = {"Cc", "Cf", "Co", "Cs"}
-
-
-def clean_text(text: str | None, limit: int = MAX_POST_TEXT) -> str:
-    """Untrusted post text for display: no control or format characters (bidi overrides,
-    zero-width tricks), whitespace runs as one space, at most `limit` characters."""
-    chars = (" " if ch.isspace() else ch for ch in (text or "") if ch.isspace() or
-             unicodedata.category(ch) not in _CONTROL)
-    line = " ".join("".join(chars).split())
-    if len(line) > limit:
-        line = line[:limit].rstrip() + "…"
-    return line
+def clean_text(text: Any, limit: int = MAX_POST_TEXT) -> str:
+    """Untrusted text for the email: one line, no control or format characters (bidi overrides,
+    zero-width tricks), at most `limit` characters; missing (None, NaN) is ''. The report shows
+    the same text through the same function (tracker.display_text)."""
+    return display_text(text, limit)
 
 
 # -- labels -------------------------------------------------------------------------------------
@@ -326,8 +319,8 @@ def weekly_content(db: Database, settings: Settings, week: Week, now: dt.datetim
         posts.append({**p, "visit_name": stop_names.get(p["stop"], LABELS[lang]["no_visit"]),
                       "platform": clean_text(p["platform"], 40),
                       "text": clean_text(p["text"]),
-                      "author": clean_text(p["author_name"] or p["author_handle"] or "", 80) or None,
-                      "handle": clean_text(p["author_handle"] or "", 80) or None})
+                      "author": clean_text(p["author_name"], 80) or clean_text(p["author_handle"], 80) or None,
+                      "handle": clean_text(p["author_handle"], 80) or None})
 
     horizon = week.sunday + dt.timedelta(days=UPCOMING_DAYS)
     upcoming = sorted(({"stop": s.id, "name": names[s.id], "date": s.date, "venue": s.venue}
