@@ -1,4 +1,5 @@
-"""The SQL of data protection: erase one author, apply retention, scrub deleted posts.
+"""The SQL of data protection: erase one author, apply retention, scrub deleted posts, and the
+list of forgotten authors (digests only; they are computed in tracker/forgotten.py).
 
 Every function runs inside the caller's transaction (the caller commits), so an erasure or a
 retention pass is all or nothing. Rows are deleted explicitly (not left to ON DELETE CASCADE) so
@@ -8,9 +9,9 @@ the counts are exact on both databases.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -63,8 +64,10 @@ class ErasureCounts:
     areas: int = 0
     attributions: int = 0
     follower_history: int = 0
-    reposts_blanked: int = 0
-    """Others' reposts of the erased posts: their copied text removed (row and metrics kept)."""
+    reposts_deleted: int = 0
+    """Others' reposts of the erased posts (a copy of the erased text): deleted like the posts."""
+    references_cleared: int = 0
+    """Others' replies and quotes of the erased posts: kept, their link to the erased post removed."""
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
@@ -74,36 +77,90 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class ErasedPost:
+    platform: str
+    platform_id: str
+
+
+def posts_of(session: Session, author_ids: Sequence[int]) -> list[ErasedPost]:
+    """The posts of these authors (to remember their ids, keyed, before they are erased)."""
+    ids = list(author_ids)
+    if not ids:
+        return []
+    rows = session.execute(select(Post.platform, Post.platform_id).where(Post.author_id.in_(ids)))
+    return [ErasedPost(p, pid) for p, pid in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Dependent:
+    """Someone else's post that may copy or point at an erased post (decided by the caller)."""
+
+    id: int
+    platform: str
+    kind: str
+    referenced_id: str | None
+    text_start: str | None
+
+
+def dependents_of(session: Session, platform: str, referenced_ids: Sequence[str], referenced_prefixes: Sequence[str],
+                  text_prefixes: Sequence[str]) -> list[Dependent]:
+    """Posts on `platform` whose referenced_id is one of `referenced_ids` or starts with one of
+    `referenced_prefixes`, or whose text starts with one of `text_prefixes` (prefixes compared
+    case-insensitively): candidates, the caller decides."""
+    def like(prefix: str) -> str:
+        return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+    found: dict[int, Dependent] = {}
+    conditions: list[Any] = []
+    for start in range(0, len(referenced_ids), 500):
+        conditions.append(Post.referenced_id.in_(list(referenced_ids[start:start + 500])))
+    conditions += [func.lower(Post.referenced_id).like(like(p.lower()), escape="\\") for p in referenced_prefixes]
+    conditions += [func.lower(func.substr(Post.text, 1, len(p))) == p.lower() for p in text_prefixes]
+    for start in range(0, len(conditions), 50):
+        stmt = (select(Post.id, Post.platform, Post.kind, Post.referenced_id, func.substr(Post.text, 1, 200))
+                .where(Post.platform == platform, or_(*conditions[start:start + 50])))
+        for row in session.execute(stmt):
+            found[row[0]] = Dependent(*row)
+    return list(found.values())
+
+
+def _delete_posts(session: Session, post_ids: Sequence[int], counts: ErasureCounts) -> int:
+    """Delete posts and everything hanging off them; counts dependants into `counts`."""
+    deleted = 0
+    for start in range(0, len(post_ids), 500):
+        part = list(post_ids[start:start + 500])
+        counts.snapshots += _rowcount(session.execute(delete(MetricSnapshot).where(MetricSnapshot.post_id.in_(part))))
+        counts.sightings += _rowcount(session.execute(delete(PostSource).where(PostSource.post_id.in_(part))))
+        counts.areas += _rowcount(session.execute(delete(PostArea).where(PostArea.post_id.in_(part))))
+        counts.attributions += _rowcount(session.execute(delete(Attribution).where(Attribution.post_id.in_(part))))
+        deleted += _rowcount(session.execute(delete(Post).where(Post.id.in_(part))))
+    return deleted
+
+
 def erase_authors(session: Session, author_ids: Sequence[int]) -> ErasureCounts:
-    """Delete these authors, their posts and everything hanging off those posts."""
+    """Delete these authors, their posts and everything hanging off those posts.
+
+    Others' posts that depend on the erased ones are handled by `erase_dependents`."""
     counts = ErasureCounts()
     ids = list(author_ids)
     if not ids:
         return counts
-    posts = select(Post.id).where(Post.author_id.in_(ids)).scalar_subquery()
-    erased = select(Post.platform, Post.platform_id).where(Post.author_id.in_(ids))
-    refs = [(p, pid) for p, pid in session.execute(erased)]
-    counts.snapshots = _rowcount(session.execute(delete(MetricSnapshot).where(MetricSnapshot.post_id.in_(posts))))
-    counts.sightings = _rowcount(session.execute(delete(PostSource).where(PostSource.post_id.in_(posts))))
-    counts.areas = _rowcount(session.execute(delete(PostArea).where(PostArea.post_id.in_(posts))))
-    counts.attributions = _rowcount(session.execute(delete(Attribution).where(Attribution.post_id.in_(posts))))
-    counts.posts = _rowcount(session.execute(delete(Post).where(Post.author_id.in_(ids))))
-    # A repost (retweet) by someone else carries a copy of the erased text ("RT @handle: ...").
-    by_platform: dict[str, list[str]] = {}
-    for platform, platform_id in refs:
-        by_platform.setdefault(platform, []).append(platform_id)
-    for platform, platform_ids in by_platform.items():
-        for start in range(0, len(platform_ids), 500):
-            part = platform_ids[start:start + 500]
-            counts.reposts_blanked += _rowcount(session.execute(
-                update(Post)
-                .where(Post.platform == platform, Post.kind == "repost", Post.referenced_id.in_(part),
-                       Post.text.is_not(None))
-                .values(text=None)))
+    post_ids = list(session.scalars(select(Post.id).where(Post.author_id.in_(ids))))
+    counts.posts = _delete_posts(session, post_ids, counts)
     counts.follower_history = _rowcount(session.execute(
         delete(AuthorFollowers).where(AuthorFollowers.author_id.in_(ids))))
     counts.authors = _rowcount(session.execute(delete(Author).where(Author.id.in_(ids))))
     return counts
+
+
+def erase_dependents(session: Session, reposts: Sequence[int], references: Sequence[int],
+                     counts: ErasureCounts) -> None:
+    """Others' reposts of erased posts: deleted; their replies and quotes: referenced_id removed."""
+    counts.reposts_deleted += _delete_posts(session, reposts, counts)
+    for start in range(0, len(references), 500):
+        counts.references_cleared += _rowcount(session.execute(
+            update(Post).where(Post.id.in_(list(references[start:start + 500]))).values(referenced_id=None)))
 
 
 @dataclass(slots=True)
@@ -181,29 +238,58 @@ def author_identities(session: Session) -> dict[tuple[str, str], str]:
     return {(platform, handle.lower()): platform_id for platform, handle, platform_id in rows}
 
 
-def author_hash(platform: str, author_platform_id: str) -> str:
-    """The only trace kept of an erased account: sha256 of platform and account id."""
-    return hashlib.sha256(f"{platform}:{author_platform_id}".encode()).hexdigest()
+SCHEME_UNKEYED = "sha256"
+"""Digests made before keys (migration 0003): sha256 of "platform:account id"."""
+SCHEME_KEYED = "hmac-sha256"
 
 
-def remember_forgotten(session: Session, authors: Sequence[tuple[str, str]], now: dt.datetime) -> None:
-    """Record (platform, account id) pairs as erased; idempotent."""
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """One row of the forgotten list: a digest, how it was made and of what."""
+
+    digest: str
+    scheme: str
+    kind: str
+
+
+def forgotten_schemes(session: Session) -> set[str]:
+    """Which schemes the forgotten list holds (empty: nobody was forgotten)."""
+    from storage.models import ForgottenAuthor
+
+    return set(session.scalars(select(ForgottenAuthor.scheme).distinct()))
+
+
+def find_forgotten(session: Session, digests: Iterable[str]) -> set[str]:
+    """Which of these digests are on the forgotten list."""
+    from storage.models import ForgottenAuthor
+
+    wanted = sorted(set(digests))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        found.update(session.scalars(select(ForgottenAuthor.author_hash)
+                                     .where(ForgottenAuthor.author_hash.in_(wanted[start:start + 500]))))
+    return found
+
+
+def remember_forgotten(session: Session, traces: Iterable[Trace], now: dt.datetime) -> None:
+    """Add digests to the forgotten list; idempotent."""
     from storage.models import ForgottenAuthor
     from storage.upserts import _insert
 
-    rows = [{"author_hash": author_hash(p, a), "forgotten_at": now} for p, a in authors]
-    if rows:
-        session.execute(_insert(session, ForgottenAuthor.__table__).values(rows)
+    rows = [{"author_hash": t.digest, "scheme": t.scheme, "kind": t.kind, "forgotten_at": now}
+            for t in {t.digest: t for t in traces}.values()]
+    for start in range(0, len(rows), 500):
+        session.execute(_insert(session, ForgottenAuthor.__table__).values(rows[start:start + 500])
                         .on_conflict_do_nothing(index_elements=["author_hash"]))
 
 
-def forgotten_among(session: Session, authors: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (platform, account id) pairs were erased on request."""
+def drop_forgotten(session: Session, digests: Iterable[str]) -> int:
+    """Remove digests from the list (an unkeyed one once its keyed replacement is stored)."""
     from storage.models import ForgottenAuthor
 
-    hashes = {author_hash(p, a): (p, a) for p, a in set(authors)}
-    if not hashes:
-        return set()
-    found = session.scalars(select(ForgottenAuthor.author_hash)
-                            .where(ForgottenAuthor.author_hash.in_(list(hashes))))
-    return {hashes[h] for h in found}
+    wanted = sorted(set(digests))
+    removed = 0
+    for start in range(0, len(wanted), 500):
+        removed += _rowcount(session.execute(delete(ForgottenAuthor)
+                                             .where(ForgottenAuthor.author_hash.in_(wanted[start:start + 500]))))
+    return removed

@@ -37,6 +37,7 @@ from tracker.privacy import (
     Pseudonymiser,
     PrivacyError,
     forget_author,
+    post_pseudonym,
     pseudonym,
     run_retention,
 )
@@ -47,6 +48,13 @@ from tracker.tagging import Tagger
 UTC = dt.timezone.utc
 T0 = dt.datetime(2023, 2, 9, 8, tzinfo=UTC)
 KEY = "pseudonym-test-key-0123456789"
+PRIVACY_KEY = "privacy-test-key-9876543210"
+
+
+@pytest.fixture(autouse=True)
+def _privacy_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`forget` and the forgotten list need TRACKER_PRIVACY_KEY (tests without it unset it)."""
+    monkeypatch.setenv("TRACKER_PRIVACY_KEY", PRIVACY_KEY)
 
 
 def settings_for(url: str | None = None, **privacy: Any) -> Settings:
@@ -55,7 +63,7 @@ def settings_for(url: str | None = None, **privacy: Any) -> Settings:
         raw["storage"] = {"url": url}
     if privacy:
         raw["privacy"] = privacy
-    return parse_settings(raw, "test", env={"TRACKER_PSEUDONYM_KEY": KEY})
+    return parse_settings(raw, "test", env={"TRACKER_PSEUDONYM_KEY": KEY, "TRACKER_PRIVACY_KEY": PRIVACY_KEY})
 
 
 def tweet(pid: str, handle: str, text: str, *, kind: PostKind = PostKind.ORIGINAL, ref: str | None = None,
@@ -112,19 +120,23 @@ def test_forget_erases_author_everywhere_and_keeps_others(db: Database) -> None:
     assert len(a_posts) == 2 and count(db, AuthorFollowers, AuthorFollowers.author_id == alice) == 2
     assert count(db, MetricSnapshot, MetricSnapshot.post_id.in_(a_posts)) == 3
 
+    with db.read() as s:
+        repost = s.scalar(select(Post.id).where(Post.platform_id == "b2"))
     result = forget_author(db, "@Alice", "x")
     c = result.counts
-    assert (c.authors, c.posts, c.snapshots, c.attributions, c.follower_history, c.reposts_blanked) == (1, 2, 3, 2, 2, 1)
-    assert c.areas == 2
+    # alice's 2 posts with 3 snapshots, 2 visit tags, 2 area tags; bob's retweet of a1 (a copy of
+    # her text) deleted with its snapshot, visit tag and area tag
+    assert (c.authors, c.posts, c.snapshots, c.attributions, c.follower_history, c.reposts_deleted) == (1, 2, 4, 3, 2, 1)
+    assert (c.areas, c.references_cleared) == (3, 0)
     assert any("2 posts" in line for line in result.lines())
     assert count(db, AuthorRow, AuthorRow.id == alice) == 0
     for model in (MetricSnapshot, Attribution, PostArea, PostSource):
-        assert count(db, model, model.post_id.in_(a_posts)) == 0
+        assert count(db, model, model.post_id.in_([*a_posts, repost])) == 0
     assert count(db, AuthorFollowers, AuthorFollowers.author_id == alice) == 0
     with db.read() as s:
         kept = {p.platform_id: p.text for p in s.scalars(select(Post))}
-    # others' posts are kept: a mention stays as written, a retweet loses the copied text
-    assert kept == {"b1": "Hieno puhe @alice Tampereella #ihmisensote", "b2": None,
+    # others' posts are kept: a mention stays as written; a retweet (a copy of hers) is deleted
+    assert kept == {"b1": "Hieno puhe @alice Tampereella #ihmisensote",
                     "m1": "Sama nimi mastodonissa #ihmisensote"}
     # the Mastodon account with the same user name is someone else and untouched
     assert count(db, AuthorRow, AuthorRow.handle == "alice@m.example") == 1
@@ -138,7 +150,8 @@ def test_forgotten_author_is_not_collected_again(db: Database) -> None:
     forget_author(db, "alice", "x")
     with db.read() as s:
         kept = s.scalars(select(ForgottenAuthor.author_hash)).all()
-    assert len(kept) == 1 and "alice" not in kept[0]  # only a hash, never the handle
+    # account, handle, her 2 posts, the key check: only keyed digests, never the handle
+    assert len(kept) == 5 and not any("alice" in k for k in kept)
     again = [tweet("a9", "alice", "Taas Tampereella #ihmisensote"), tweet("c9", "carol", "Tampereella #ihmisensote")]
     with db.write() as s:
         result = ingest(s, again, TAGGER)
@@ -189,6 +202,7 @@ def test_forget_and_retention_cli(tmp_path: Path) -> None:
     out = runner.invoke(cli, ["forget", "--author", "bob", "--platform", "x"])
     assert out.exit_code == 0, out.output
     assert out.output.startswith("forgot x:bob\ndeleted: 2 posts, ")
+    assert "deleted 0 reposts of their posts by others" in out.output
     out = runner.invoke(cli, ["retention"])
     assert out.exit_code == 0, out.output
     # all posts are from 2023: older than 30 days
@@ -322,10 +336,13 @@ def test_pseudonymised_export(db: Database, tmp_path: Path) -> None:
     first, second = read_posts_csv(tmp_path / "a"), read_posts_csv(tmp_path / "b")
     assert first == second  # stable across exports
     alice = pseudonym(KEY, "x", "id-alice")
-    by_id = {r["platform_id"]: r for r in first}
-    assert by_id["a1"]["author_handle"] == alice and len(alice) == 18
-    assert by_id["b1"]["text"] == f"Hieno puhe @{alice} Tampereella #ihmisensote"
-    assert by_id["m1"]["author_handle"] == pseudonym(KEY, "mastodon", "id-alice@m.example")
+    by_id = {r["platform_id"]: r for r in first}  # post ids are pseudonyms too
+    assert set(by_id) == {post_pseudonym(KEY, p, i) for p, i in
+                          (("x", "a1"), ("x", "a2"), ("x", "b1"), ("x", "b2"), ("mastodon", "m1"))}
+    a1, b1, m1 = (by_id[post_pseudonym(KEY, p, i)] for p, i in (("x", "a1"), ("x", "b1"), ("mastodon", "m1")))
+    assert a1["author_handle"] == alice and len(alice) == 18
+    assert b1["text"] == f"Hieno puhe @{alice} Tampereella #ihmisensote"
+    assert m1["author_handle"] == pseudonym(KEY, "mastodon", "id-alice@m.example")
     for name in ("posts.csv", "summary.csv"):
         raw = (tmp_path / "a" / name).read_text(encoding="utf-8-sig")
         for secret in ("alice", "bob", "Name ", "x.com", KEY):

@@ -17,9 +17,11 @@ pass_app = click.make_pass_decorator(App)
 def forget(app: App, handle: str, platform: str | None) -> None:
     """Erase an author: their posts (with metrics, tags, sightings) and their details everywhere.
 
-    One transaction: all or nothing. Posts by others that merely mention the handle are kept;
-    others' reposts of the erased posts lose their copied text. An unknown handle erases nothing
-    (exit 1). New posts by the author will be collected again if they use the campaign hashtags.
+    One transaction: all or nothing. Others' reposts of the erased posts (copies of them) are
+    deleted too; others' replies and quotes are kept without the link to the erased post, and
+    posts that merely mention the handle are kept as written. Needs TRACKER_PRIVACY_KEY: only
+    keyed hashes are kept, so that nothing of theirs (new posts, reposts of their posts,
+    re-imports) is stored again. An unknown handle erases nothing (exit 1).
 
     \b
     Examples:
@@ -28,7 +30,8 @@ def forget(app: App, handle: str, platform: str | None) -> None:
     """
     from tracker.privacy import forget_author
 
-    result = forget_author(app.database(), handle, platform)
+    key = app.settings.secrets.privacy_key
+    result = forget_author(app.database(), handle, platform, key=key.get_secret_value() if key else "")
     for line in result.lines():
         click.echo(line)
 

@@ -182,9 +182,11 @@ def export(db: Database, settings: Settings, out: str | Path, fmt: Format = "xls
            now: dt.datetime | None = None, pseudonymise: bool = False) -> list[Path]:
     """Write the export; returns the files written. See the module docstring for the layout.
 
-    `pseudonymise`: authors become `hmac-sha256(TRACKER_PSEUDONYM_KEY, platform:author_id)`
-    (truncated, stable across exports), author names and post URLs are left out, and @mentions
-    of stored authors in texts are replaced too (tracker.privacy.Pseudonymiser).
+    `pseudonymise`: authors become `hmac-sha256(TRACKER_PSEUDONYM_KEY, platform:author_id)` and
+    post ids (`platform_id`: a Mastodon URI names the user, a Bluesky AT-URI the DID) likewise
+    (truncated, stable across exports); author names and post URLs are left out; in texts,
+    @mentions of stored authors and DIDs become pseudonyms and links to profiles or posts
+    "[link]" (tracker.privacy.Pseudonymiser). `post_id` is the database's own row number.
     """
     if fmt not in ("csv", "xlsx"):
         raise ValueError(f"unknown export format {fmt!r} (csv or xlsx)")

@@ -27,12 +27,10 @@ def ingest(
     `privacy` (the settings' `[privacy]` section) may say not to store texts or author names:
     the stored copies are minimised, tagging still reads the full posts.
     """
-    from storage.privacy import forgotten_among
+    from tracker.forgotten import screen
     from tracker.privacy import minimise
 
-    erased = forgotten_among(session, [(p.platform, p.author.platform_id) for p in posts])
-    if erased:  # people who asked to be forgotten stay forgotten
-        posts = [p for p in posts if (p.platform, p.author.platform_id) not in erased]
+    posts = screen(session, posts).posts  # forgotten people and reposts of their posts stay out
     stored = [minimise(p, privacy) for p in posts] if privacy is not None else posts
     result = store_posts(session, stored, origin=origin)
     if tagger is not None and result.ids:

@@ -1,9 +1,10 @@
 """Data protection: erase an author, apply retention, pseudonymise authors, minimise at ingest.
 
-- `forget_author(db, handle, platform)`: the right to erasure, in one transaction.
+- `forget_author(db, handle, platform)`: the right to erasure, in one transaction; what keeps the
+  person from coming back is in tracker/forgotten.py.
 - `run_retention(db, settings)`: what `tracker retention` and the scheduler's daily job call.
-- `Pseudonymiser`: author -> `hmac-sha256(TRACKER_PSEUDONYM_KEY, "platform:author_id")`, truncated;
-  stable across exports as long as the key is the same.
+- `Pseudonymiser`: author -> `hmac-sha256(TRACKER_PSEUDONYM_KEY, "platform:author_id")`, truncated,
+  post id likewise; stable across exports as long as the key is the same.
 - `minimise(post, privacy)`: the copy of a post that is stored when `[privacy]` says not to store
   texts or author names (the pipeline tags the full post first).
 See docs/privacy.md.
@@ -19,6 +20,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from storage import privacy as sql
 from storage.db import Database
@@ -55,19 +57,33 @@ class ForgetResult:
             f"deleted: {c.posts} posts, {c.snapshots} metric snapshots, {c.attributions} visit tags, "
             f"{c.areas} area tags, {c.sightings} sightings, {c.authors} author rows, "
             f"{c.follower_history} follower counts",
-            f"blanked the copied text of {c.reposts_blanked} reposts by others "
-            "(posts by others that mention the handle are kept)",
+            f"deleted {c.reposts_deleted} reposts of their posts by others; unlinked {c.references_cleared} "
+            "replies and quotes by others (kept, like posts that mention the handle)",
         ]
 
 
-def forget_author(db: Database, handle: str, platform: str | None = None) -> ForgetResult:
-    """Erase an author's posts (with snapshots, tags, sightings) and details, all or nothing.
+def forget_author(db: Database, handle: str, platform: str | None = None, *, key: str | None = None) -> ForgetResult:
+    """Erase an author's posts (with snapshots, tags, sightings), details, and others' reposts of
+    their posts, all or nothing; keep keyed digests so that none of it is stored again.
 
-    Raises PrivacyError (one line) when the handle is unknown, or known on several platforms and
-    no platform is given.
+    `key`: TRACKER_PRIVACY_KEY (None: read from the environment). Raises ForgetKeyError when it
+    is missing, too short or not the key of the existing list, and PrivacyError (one line) when
+    the handle is unknown, or known on several platforms and no platform is given; nothing is
+    erased then.
     """
+    from tracker import forgotten
+
+    key = key if key is not None else forgotten.key_from_environment()
+    if not key:
+        raise forgotten.ForgetKeyError(
+            f"forget needs a key: set the environment variable {forgotten.ENV_PRIVACY_KEY} (at least "
+            f"{forgotten.MIN_KEY_LENGTH} random characters, kept the same for the life of the database; "
+            "nothing erased)")
     shown = handle.strip() or repr(handle)
+    now = dt.datetime.now(dt.timezone.utc)
     with db.write() as session:
+        forget_key = forgotten.require_key(session, key, doing="forget")
+        assert forget_key is not None
         matches = sql.find_authors(session, handle, platform)
         if not matches:
             where = f" on {platform}" if platform else ""
@@ -82,11 +98,24 @@ def forget_author(db: Database, handle: str, platform: str | None = None) -> For
             raise PrivacyError(f"handle '{shown}' matches several authors ({names}): give the full handle "
                                "(nothing erased)")
         chosen = exact or matches
+        who = [(m.platform, m.platform_id, m.handle) for m in chosen]
+        erased_posts = sql.posts_of(session, [m.id for m in chosen])
         counts = sql.erase_authors(session, [m.id for m in chosen])
-        # so that their future posts are not collected again (only a hash is kept)
-        sql.remember_forgotten(session, [(m.platform, m.platform_id) for m in chosen],
-                               dt.datetime.now(dt.timezone.utc))
-    log.info("erased %d author(s) and %d posts", counts.authors, counts.posts)
+        traces = forgotten.erasure_traces(forget_key, who, erased_posts)
+        # only digests are kept, so that nothing of theirs is stored again (tracker/forgotten.py)
+        sql.remember_forgotten(session, traces, now)
+        known = {t.digest for t in traces}
+        ids_by_platform: dict[str, list[str]] = {}
+        for p in erased_posts:
+            ids_by_platform.setdefault(p.platform, []).append(p.platform_id)
+        patterns = forgotten.dependent_patterns(who)
+        for name in sorted(set(ids_by_platform) | set(patterns)):
+            prefixes, texts = patterns.get(name, ([], []))
+            candidates = sql.dependents_of(session, name, ids_by_platform.get(name, []), prefixes, texts)
+            reposts, unlink = forgotten.split_dependents(forget_key, known, candidates)
+            sql.erase_dependents(session, reposts, unlink, counts)
+    log.info("erased %d author(s), %d posts and %d reposts of them", counts.authors, counts.posts,
+             counts.reposts_deleted)
     return ForgetResult(chosen, counts)
 
 
@@ -147,6 +176,20 @@ def pseudonym(key: str, platform: str, author_platform_id: str, length: int = PS
     return "a_" + digest[:length]
 
 
+def post_pseudonym(key: str, platform: str, post_platform_id: str, length: int = PSEUDONYM_LENGTH) -> str:
+    """hmac-sha256(key, "post:platform:platform_id"), hex, truncated: replaces the post's id in
+    exports (a Mastodon status URI holds the username, a Bluesky AT-URI the DID, and any id can
+    be looked up on the platform)."""
+    digest = hmac.new(key.encode("utf-8"), f"post:{platform}:{post_platform_id}".encode("utf-8", "surrogatepass"),
+                      hashlib.sha256).hexdigest()
+    return "p_" + digest[:length]
+
+
+_DID = re.compile(r"\bdid:(?:plc|web):[A-Za-z0-9._:%-]*[A-Za-z0-9]")
+_URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
+_PROFILE_HOSTS = {"x.com", "twitter.com", "mobile.twitter.com", "bsky.app", "staging.bsky.app"}
+_PROFILE_PATH = re.compile(r"/(?:@[^/]+|users/[^/]+|profile/[^/]+)(?:/|$)", re.IGNORECASE)
+LINK_REMOVED = "[link]"
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?(?:@[A-Za-z0-9.\-]+[A-Za-z0-9])?)")
 
 
@@ -161,6 +204,7 @@ class Pseudonymiser:
         # (an exact handle wins over a Mastodon user part; a name two authors share maps to none)
         self._mentions: dict[str, str | None] = {}
         self._local_parts: dict[str, str | None] = {}
+        self._names = {handle for _, handle in self._ids} | {h.split("@", 1)[0] for _, h in self._ids}
         for (platform, handle), platform_id in self._ids.items():
             token = pseudonym(key, platform, platform_id)
             held = self._mentions.get(handle, token)
@@ -201,15 +245,32 @@ class Pseudonymiser:
                 token = None
             return "@" + token if token else match.group(0)
 
+        text = _URL.sub(self._link, text)
+        text = _DID.sub(lambda m: pseudonym(self._key, "bluesky", m.group(0)), text)
         return _MENTION.sub(replace, text)
 
-    def row(self, row: dict[str, object]) -> dict[str, object]:
-        """An export row with author handle -> pseudonym, author name removed, mentions replaced.
+    def _link(self, match: re.Match[str]) -> str:
+        """A link that names an account (a profile or a post on X, Bluesky, a Mastodon-like
+        server, or any link with a stored handle or a DID in it) is removed; other links stay."""
+        url = match.group(0)
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().removeprefix("www.")
+        path = unquote(parts.path)
+        segments = {seg.lstrip("@").lower() for seg in path.split("/") if seg}
+        if (host in _PROFILE_HOSTS and path.strip("/")) or _PROFILE_PATH.search(path) or _DID.search(unquote(url)) \
+                or segments & self._names:
+            return LINK_REMOVED
+        return url
 
-        The post URL is removed too: on X and Bluesky it contains the handle.
+    def row(self, row: dict[str, object]) -> dict[str, object]:
+        """An export row that names nobody: author handle and post id -> pseudonyms, author name
+        and post URL removed (they contain the handle, username or DID), mentions of stored
+        authors and DIDs in the text -> pseudonyms, links to profiles and posts -> "[link]".
         """
         platform = str(row.get("platform") or "")
         out = dict(row)
+        if row.get("platform_id") is not None:
+            out["platform_id"] = post_pseudonym(self._key, platform, str(row["platform_id"]))
         out["author_handle"] = self.author(platform, row.get("author_handle"))  # type: ignore[arg-type]
         out["author_name"] = None
         out["url"] = None
