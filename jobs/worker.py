@@ -18,6 +18,7 @@ from tracker.app import App
 from tracker.collect import PlatformResult, collect_platform, refresh_platform, utcnow
 from tracker.platforms.base import Adapter, Policy
 from tracker.platforms.registry import build_adapter, enabled_platforms
+from tracker.redaction import redact
 from tracker.schedule import collect_interval, next_due
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Worker:
             try:
                 with self.app.database().write() as session:
                     run_id = start_run(session, platform, kind, self.clock())
-                    finish_run(session, run_id, "failed", self.clock(), error=str(exc)[:2000])
+                    finish_run(session, run_id, "failed", self.clock(), error=redact(str(exc))[:2000])
             except Exception:  # noqa: BLE001 - the database itself may be what failed
                 log.exception("could not record the failed %s run of %s", kind, platform)
             return None

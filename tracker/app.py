@@ -10,33 +10,27 @@ from dataclasses import dataclass, field
 
 from storage.db import Database, open_database
 from storage.queries import sync_stops
+from tracker.redaction import redact, registered
 from tracker.settings import Settings, load_settings
 from tracker.tagging import Tagger
 
 
-class SecretScrubber(logging.Filter):
-    """Replaces any secret value that slips into a log record with '***'."""
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, traceback included, then removes every secret from the result, in any
+    encoding (tracker.redaction): a server's error text quoted in an exception may carry one."""
 
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = list(secrets)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            scrubbed = message
-            for secret in self.secrets:
-                scrubbed = scrubbed.replace(secret, "***")
-            if scrubbed != message:
-                record.msg, record.args = scrubbed, None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), [*self.secrets, *registered()])
 
 
 def setup_logging(verbosity: int, secrets: list[str]) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretScrubber(secrets))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -12,6 +12,7 @@ from tracker import __version__
 from tracker.app import App, setup_logging
 from tracker.errors import SettingsError, TrackerError
 from tracker.output import FORMATS, emit
+from tracker.redaction import redact
 
 log = logging.getLogger("tracker")
 
@@ -23,7 +24,7 @@ class TrackerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TrackerError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -32,7 +33,7 @@ class TrackerGroup(click.Group):
             raise
         except Exception as exc:  # noqa: BLE001 - last resort: one line, details with -vv
             log.debug("unexpected error", exc_info=True)
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with -vv for details)", err=True)
+            click.echo(f"error: unexpected {type(exc).__name__}: {redact(str(exc))} (run with -vv for details)", err=True)
             ctx.exit(1)
 
 

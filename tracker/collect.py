@@ -31,6 +31,7 @@ from storage.upserts import mark_deleted
 from tracker.errors import TrackerError
 from tracker.pipeline import TaggerLike, ingest
 from tracker.platforms.base import Adapter, AuthFailed, KnownPost, PlatformError, RateLimited
+from tracker.redaction import redact
 from tracker.settings import Privacy, Settings
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def _stream_failed(
     """Record the range this stream could not confirm as fetched: from its last completed poll
     (unknown on a first run) to now, or to the oldest post this run did store."""
     message = str(exc) if isinstance(exc, (PlatformError, TrackerError)) else f"{type(exc).__name__}: {exc}"
-    message = f"{stream}: {message}"
+    message = redact(f"{stream}: {message}")  # a server may quote a secret back, in any encoding
     log.warning("%s: %s", platform, message)
     result.errors.append(message)
     result.gaps += 1
@@ -259,14 +260,14 @@ def refresh_platform(
                 break
     except RateLimited as exc:
         status, result.resume_at = "rate_limited", exc.resume_at
-        result.errors.append(str(exc))
+        result.errors.append(redact(str(exc)))
     except (PlatformError, TrackerError) as exc:
         status = "failed"
-        result.errors.append(str(exc))
+        result.errors.append(redact(str(exc)))
     except Exception as exc:  # noqa: BLE001
         log.exception("%s: unexpected error while refreshing metrics", platform)
         status = "failed"
-        result.errors.append(f"{type(exc).__name__}: {exc}")
+        result.errors.append(redact(f"{type(exc).__name__}: {exc}"))
     except BaseException as exc:
         with db.write() as session:
             finish_run(session, result.run_id, "interrupted", clock(), error=type(exc).__name__)

@@ -3,7 +3,8 @@
 `security`: `starttls` (plain connection upgraded to TLS; refused if the server does not offer
 it, certificate verified with the system's CAs), `ssl` (TLS from the first byte, SMTP_SSL) or
 `none` (for a local relay on the same host or network). The password comes only from
-TRACKER_SMTP_PASSWORD; it is never put in a message, and scrubbed from any server text we quote.
+TRACKER_SMTP_PASSWORD; it is never put in a message, and removed from any server text we quote,
+plain, base64 (as AUTH PLAIN / AUTH LOGIN send it) or percent-encoded (tracker.redaction).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from email.message import EmailMessage
 from pydantic import SecretStr
 
 from tracker.errors import TrackerError
+from tracker.redaction import redact
 from tracker.settings import ENV_SMTP_PASSWORD, Email
 
 TIMEOUT = 30.0
@@ -33,11 +35,12 @@ Refused = dict[str, tuple[int, bytes]]
 
 
 def _one_line(text: object, secret: str | None) -> str:
+    """Server text for a message: the password removed in any encoding (a server may quote the
+    base64 AUTH argument back), then one line, then shortened (never the other way round: a cut
+    could leave part of an encoded password that no longer matches)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    line = " ".join(str(text).split()) or "no details"
-    if secret:
-        line = line.replace(secret, "***")
+    line = " ".join(redact(str(text), [secret]).split()) or "no details"
     return line[:300]
 
 

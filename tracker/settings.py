@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -36,6 +36,7 @@ from pydantic import (
 
 from tracker.areas import AREAS, unknown_area_message
 from tracker.errors import SettingsError
+from tracker.redaction import register as register_secrets
 
 ENV_SETTINGS = "TRACKER_SETTINGS"
 ENV_DATABASE_URL = "TRACKER_DATABASE_URL"
@@ -315,11 +316,21 @@ class Privacy(_Section):
     """False: post texts are not stored (they are still read once to tag the visit)."""
 
 
+def _url_password(url: str) -> str | None:
+    """The password in a database URL (`postgresql://user:PASSWORD@host/db`), if any."""
+    try:
+        password = urlsplit(url.strip()).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
 class Secrets:
     """Secrets from the environment only. Never printed, logged or stored."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = dict(env)
+        register_secrets(self.values())  # so that every log line, error and stored message drops them
 
     def _get(self, name: str) -> SecretStr | None:
         value = self._env.get(name, "").strip()
@@ -354,7 +365,9 @@ class Secrets:
         """Every secret value present, for scrubbing outputs in tests and logs."""
         names = [ENV_X_TOKEN, ENV_BLUESKY_PASSWORD, ENV_SMTP_PASSWORD, ENV_PSEUDONYM_KEY, ENV_PRIVACY_KEY]
         names += [k for k in self._env if k.startswith(ENV_MASTODON_TOKEN_PREFIX)]
-        return [s.get_secret_value() for s in map(self._get, names) if s is not None]
+        values = [s.get_secret_value() for s in map(self._get, names) if s is not None]
+        database_password = _url_password(self._env.get(ENV_DATABASE_URL, ""))
+        return values + [database_password] if database_password else values
 
     def __repr__(self) -> str:
         return "Secrets(<hidden>)"

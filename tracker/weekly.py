@@ -37,6 +37,7 @@ from tracker import mailer
 from tracker.charts import engagement_per_visit_png, posts_per_day_png, visit_names
 from tracker.display_text import display_text
 from tracker.errors import TrackerError
+from tracker.redaction import redact
 from tracker.export import POST_COLUMNS, post_rows, safe_cell
 from tracker.health import collection_status
 from tracker.report_html import text_html
@@ -535,12 +536,11 @@ def send_weekly(db: Database, settings: Settings, week: Week, *, now: dt.datetim
         refused = mailer.send(message, email, password, timeout=timeout)
     except Exception as exc:
         error = str(exc) if isinstance(exc, TrackerError) else f"unexpected {type(exc).__name__}: {exc}"
-        secret = password.get_secret_value() if password else None
-        with db.write() as session:
-            mark_failed(session, claim.report.id, error.replace(secret, "***") if secret else error)
+        with db.write() as session:  # in every encoding, whatever the server quoted back
+            mark_failed(session, claim.report.id, redact(error, [password, *settings.secrets.values()]))
         raise
-    note = "; ".join(f"refused {addr}: {code} {text.decode('utf-8', 'replace')}"
-                     for addr, (code, text) in refused.items()) or None
+    note = redact("; ".join(f"refused {addr}: {code} {text.decode('utf-8', 'replace')}"
+                            for addr, (code, text) in refused.items()), [password]) or None
     with db.write() as session:
         mark_sent(session, claim.report.id, clock(), message_id, note)
     delivered = len(email.recipients) - len(refused)
