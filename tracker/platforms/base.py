@@ -20,6 +20,12 @@ from tracker.posts import NormalisedPost
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+CLOCK_SKEW = timedelta(minutes=5)
+"""Default allowance for clocks that disagree (ours, the platform's, an author's server's)."""
+RECOVERY_WINDOW = timedelta(days=7)
+"""A stored cursor found ahead of the clock is distrusted: the stream re-reads this far back
+(X's recent search reaches no further) unless a `since` is given."""
+
 
 @dataclass(slots=True)
 class Page:
@@ -106,10 +112,42 @@ class Policy:
     """Assumed wait when a 429 carries no reset header."""
     sleep: Callable[[float], None] = time.sleep
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock_skew: timedelta = CLOCK_SKEW
+    """How far the clocks involved (ours, a platform's, an author's server's) may disagree before
+    a post's time counts as "in the future" for cursors; see `CursorClamp`."""
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped."""
         return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    def clamp(self) -> CursorClamp:
+        """The cursor bounds for one fetch, taken from the clock before its first request."""
+        now = self.now()
+        return CursorClamp(horizon=now + self.clock_skew, floor=now - self.clock_skew)
+
+
+@dataclass(frozen=True, slots=True)
+class CursorClamp:
+    """Why: a post dated in the future must not become a cursor, or every post that arrives
+    after it (with an earlier time, or a smaller id where ids follow creation time) falls behind
+    the cursor and is never read.
+
+    A time later than `horizon` (the clock plus the skew allowance) counts as `floor` (the clock
+    minus the allowance, so a clock of ours that runs a little fast cannot skip a platform's
+    newest posts either) when a cursor is chosen. The post itself is still stored as sent; the
+    next runs read it again until its date has passed, and the store de-duplicates.
+    """
+
+    horizon: datetime
+    floor: datetime
+
+    def ahead(self, moment: datetime) -> bool:
+        """Is `moment` too far in the future to stand for a cursor?"""
+        return moment > self.horizon
+
+    def recovery_start(self, since: datetime | None) -> datetime:
+        """Where a stream whose stored cursor is ahead of the clock re-reads from."""
+        return since if since is not None else self.floor - RECOVERY_WINDOW
 
 
 class Retry(Exception):

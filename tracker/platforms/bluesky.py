@@ -118,14 +118,24 @@ class BlueskyAdapter:
         """Search `#stream` newest→oldest down to (cursor − overlap) or `since`.
 
         The new cursor (newest time seen) rides only on the last page, so an interrupted run
-        restarts from the old cursor; the store de-duplicates the overlap.
+        restarts from the old cursor; the store de-duplicates the overlap. Times are capped at
+        the fetch time, so a post dated in the future never moves the cursor past the posts that
+        come after it; a stored cursor ahead of the clock (`CursorClamp`) is not trusted: the
+        stream re-reads from `since` (or the recovery window).
         """
         tag = _clean_tag(stream)
         previous = _parse_time(cursor) if cursor else None
         if cursor and previous is None:
             log.warning("bluesky #%s: unreadable cursor %r ignored", tag, cursor)
-        lower = previous - self.overlap if previous else _as_utc(since)
-        newest = previous
+        clamp = self.policy.clamp()
+        if previous is not None and clamp.ahead(previous):
+            start = clamp.recovery_start(_as_utc(since))
+            log.warning("bluesky #%s: stored cursor %s is ahead of the clock; re-reading from %s",
+                        tag, cursor, start.isoformat())
+            lower, newest = start, clamp.floor
+        else:
+            lower = previous - self.overlap if previous else _as_utc(since)
+            newest = previous
         page_cursor: str | None = None
         while True:
             start = self._requests

@@ -39,6 +39,7 @@ from requests.adapters import HTTPAdapter
 from tracker import __version__
 from tracker.platforms.base import (
     AuthFailed,
+    CursorClamp,
     FetchFailed,
     KnownPost,
     Page,
@@ -91,6 +92,19 @@ def _max_id(a: str | None, b: str | None) -> str | None:
     if a is None or b is None:
         return a or b
     return max(a, b, key=_id_key)
+
+
+def _bounded_max(ids: Sequence[str], clamp: CursorClamp) -> str | None:
+    """The highest id a cursor may take from `ids`: one minted past the clock counts as the
+    clock's floor (ids of other server software carry no time and count as they are)."""
+    floor = str(snowflake_for(clamp.floor))
+    bounded = [floor if _minted_after(status_id, clamp.horizon) else status_id for status_id in ids]
+    return max(bounded, key=_id_key, default=None)
+
+
+def _minted_after(status_id: str, moment: datetime) -> bool:
+    """Is this a snowflake minted after `moment`? Compared as integers: no date overflow."""
+    return status_id.isdigit() and int(status_id) > snowflake_for(moment) | 0xFFFF
 
 
 def origin_of(uri: str) -> tuple[str, str] | None:
@@ -194,11 +208,24 @@ class MastodonAdapter:
         return [f"{base}#{tag}" for base in self._instances for tag in self.hashtags]
 
     def fetch(self, stream: str, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        """Backfill (no cursor) newest->older down to `since`; else page forward from the cursor."""
+        """Backfill (no cursor) newest->older down to `since`; else page forward from the cursor.
+
+        A remote post's local id is minted from the created_at its server claims, so a post
+        dated in the future has an id above every post that arrives after it: ids dated past
+        the clock never become the cursor (`CursorClamp`). A stored cursor already ahead of the
+        clock is not trusted: the stream is read again as on a first run, down to `since` (or
+        the recovery window), and the store de-duplicates.
+        """
         instance, tag = self._parse_stream(stream)
+        clamp = self.policy.clamp()
+        if cursor and _minted_after(cursor, clamp.horizon):
+            start = clamp.recovery_start(since)
+            log.warning("mastodon %s #%s: stored cursor %s is dated ahead of the clock; re-reading from %s",
+                        instance.base_url, tag, cursor, start.isoformat())
+            return self._backfill(instance, tag, start, clamp, floor=str(snowflake_for(clamp.floor)))
         if cursor:
-            return self._forward(instance, tag, cursor)
-        return self._backfill(instance, tag, since)
+            return self._forward(instance, tag, cursor, clamp)
+        return self._backfill(instance, tag, since, clamp)
 
     def refresh(self, posts: Sequence[KnownPost]) -> Iterator[RefreshResult]:
         """Fresh counts and text, one GET /api/v1/statuses/:id per post, in batches of 40."""
@@ -212,18 +239,21 @@ class MastodonAdapter:
 
     # ------------------------------------------------------------------ fetching
 
-    def _backfill(self, instance: _Instance, tag: str, since: datetime | None) -> Iterator[Page]:
+    def _backfill(
+        self, instance: _Instance, tag: str, since: datetime | None, clamp: CursorClamp, floor: str | None = None,
+    ) -> Iterator[Page]:
         """Page backwards (max_id) from the newest; the cursor rides only on the last page.
 
-        An interrupted backfill therefore leaves no cursor and simply starts again.
+        An interrupted backfill therefore leaves no cursor and simply starts again. `floor`:
+        the least cursor to leave (replacing a distrusted one even when nothing is found).
         """
-        newest: str | None = None
+        newest: str | None = floor
         max_id: str | None = None
         while True:
             before = self._request_count()
             got = self._timeline(instance, tag, max_id=max_id)
             posts, skipped, ids = self._normalise_page(instance, got.raw)
-            newest = _max_id(newest, max(ids, key=_id_key, default=None))
+            newest = _max_id(newest, _bounded_max(ids, clamp))
             reached = since is not None and any(p.created_at < since for p in posts)
             if since is not None:
                 posts = [p for p in posts if p.created_at >= since]
@@ -239,7 +269,7 @@ class MastodonAdapter:
                 return
             max_id = next_max
 
-    def _forward(self, instance: _Instance, tag: str, cursor: str) -> Iterator[Page]:
+    def _forward(self, instance: _Instance, tag: str, cursor: str, clamp: CursorClamp) -> Iterator[Page]:
         """Page forward (min_id) from (cursor time - overlap); each page's cursor = max id so far.
 
         Pages go oldest -> newest, so persisting each page's cursor never skips anything. A short
@@ -254,7 +284,7 @@ class MastodonAdapter:
             got = self._timeline(instance, tag, min_id=min_id)
             posts, skipped, ids = self._normalise_page(instance, got.raw)
             top = max(ids, key=_id_key, default=None)
-            best = _max_id(best, top)
+            best = _max_id(best, _bounded_max(ids, clamp))
             yield _page(posts, best, skipped, self._request_count() - before)
             if not got.raw:
                 return

@@ -144,24 +144,34 @@ class XAdapter:
         """Pages newest first; the new cursor rides on the last page only (see module docs).
 
         A run stopped mid-paging leaves the stored since_id untouched, so the next run reads
-        the gap again and the store de-duplicates.
+        the gap again and the store de-duplicates. Tweet ids follow creation time, so the new
+        since_id is the newest id of a tweet not dated ahead of the clock (`CursorClamp`): a
+        tweet dated in the future would otherwise put every later tweet below the cursor. A
+        stored since_id already ahead of the clock is not trusted: the stream re-reads from
+        `since` (or as far back as recent search reaches).
         """
+        clamp = self.policy.clamp()
+        horizon, floor = _snowflake_id(clamp.horizon), _snowflake_id(clamp.floor)
+        newest: int | None = None
+        if cursor and cursor.isdigit() and int(cursor) > horizon:
+            log.warning("x: #%s: stored cursor %s is dated ahead of the clock; re-reading from %s",
+                        stream, cursor, clamp.recovery_start(since).isoformat())
+            cursor, since, newest = None, clamp.recovery_start(since), floor
         params = self._search_params(stream, cursor, since)
-        new_cursor: str | None = None
         token: str | None = None
-        first = True
         while True:
             page_params = dict(params, next_token=token) if token else params
             body, sent = self._call(SEARCH, f"x: search #{stream}",
                                     lambda: self._client.search_recent_tweets(**page_params))
             page = self._page(body, sent, stream)
             meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-            if first:
-                new_cursor = _newest_id(meta, page.posts)
-                first = False
+            for tweet_id in _ids_seen(body, meta):
+                bounded = tweet_id if tweet_id <= horizon else floor
+                newest = bounded if newest is None else max(newest, bounded)
             next_token = meta.get("next_token")
             if not isinstance(next_token, str) or not next_token or next_token == token:
-                page.cursor = new_cursor
+                moved = newest is not None and (not cursor or not cursor.isdigit() or newest > int(cursor))
+                page.cursor = str(newest) if moved else None  # never back: that would only re-read
                 yield page
                 return
             token = next_token
@@ -480,12 +490,22 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _newest_id(meta: dict[str, Any], posts: list[NormalisedPost]) -> str | None:
+def _snowflake_id(moment: datetime) -> int:
+    """The smallest tweet id X can mint at `moment` (ids are snowflakes of creation time)."""
+    return max(0, int(moment.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS) << 22
+
+
+def _ids_seen(body: dict[str, Any], meta: dict[str, Any]) -> Iterator[int]:
+    """Every tweet id a search page answered with, malformed tweets' included (they are skipped
+    for good, so the cursor may pass them)."""
     newest = meta.get("newest_id")
     if isinstance(newest, str) and newest.isdigit():
-        return newest
-    ids = [p.platform_id for p in posts if p.platform_id.isdigit()]
-    return max(ids, key=int, default=None)
+        yield int(newest)
+    data = body.get("data")
+    for item in data if isinstance(data, list) else ():
+        tweet_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(tweet_id, str) and tweet_id.isdigit():
+            yield int(tweet_id)
 
 
 # --------------------------------------------------------------------------- refresh helpers
