@@ -5,7 +5,8 @@ Why it looks the way it does:
   stream with its own cursor; the status `uri` is the cross-instance dedup key.
 - Polling pages *forward* with `min_id` (no gap after a burst larger than a page) and starts an
   `overlap` before the cursor, because remote posts get ids from their (older) created_at and can
-  land below a cursor after it was saved.
+  land below a cursor after it was saved. For the same reason a post dated in the future gets an
+  id above everything that arrives after it: such ids never become the cursor (`CursorClamp`).
 - Mastodon.py's parsed objects hide malformed items, so the raw JSON of each response is read
   (through a recording requests adapter on the client's session) and validated item by item.
 - Counts on a remote copy are stale; `refresh` asks the post's home instance when configured.

@@ -4,6 +4,9 @@ It drives the real `tweepy.Client` so tweepy's error mapping is kept, but asks f
 `requests.Response` objects and parses the JSON itself: one malformed tweet must cost that
 tweet, not the page. Retries and rate-limit waits go through `call_with_policy` only.
 
+Tweet ids are snowflakes of the creation time, so the since_id cursor never takes the id of a
+tweet dated ahead of the clock (`CursorClamp`): every tweet posted after it would fall below.
+
 tweepy's host is fixed at https://api.twitter.com; a requests transport adapter mounted on
 the client's session rewrites that prefix to `base_url` (the fake server in tests and demos)
 and applies the timeout, which tweepy itself never sets.
