@@ -368,6 +368,17 @@ def test_pseudonymiser_mentions() -> None:
                    pseudonym(KEY, "mastodon", "u/bob2"), pseudonym(KEY, "mastodon", "u/cat"))
     text = "@Alice ja @bob@m.example, @bob@n.example, @bob, @cat sekä @unknown; mail alice@x.fi"
     assert p.text(text) == f"@{a} ja @{b}, @{b2}, @bob, @{c} sekä @unknown; mail alice@x.fi"
+    # links that name an account (profiles, posts) and DIDs go; other links stay
+    did = "did:plc:abcdefghijklmnopqrstuvwx"
+    linked = (f"Katso https://x.com/someone/status/1 ja https://bsky.app/profile/{did}/post/3 sekä "
+              "https://m.example/@cat/12, https://n.example/users/zed/statuses/4 ja https://example.fi/alice/kuva "
+              f"(tili {did}); lisää https://soste.fi/kiertue?paikka=tampere")
+    assert p.text(linked) == (f"Katso [link] ja [link] sekä [link], [link] ja [link] (tili {pseudonym(KEY, 'bluesky', did)}); "
+                              "lisää https://soste.fi/kiertue?paikka=tampere")
+    row = p.row({"platform": "mastodon", "platform_id": "https://m.example/users/bob/statuses/1",
+                 "url": "https://m.example/@bob/1", "author_handle": "bob@m.example", "author_name": "Bob", "text": None})
+    assert (row["platform_id"], row["url"], row["author_name"]) == (
+        post_pseudonym(KEY, "mastodon", "https://m.example/users/bob/statuses/1"), None, None)
 
 
 # -- settings -----------------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def post_pseudonym(key: str, platform: str, post_platform_id: str, length: int =
 
 
 _DID = re.compile(r"\bdid:(?:plc|web):[A-Za-z0-9._:%-]*[A-Za-z0-9]")
-_URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
+_URL = re.compile(r"\bhttps?://[^\s<>\"']*[^\s<>\"'.,;:!?)\]]", re.IGNORECASE)
 _PROFILE_HOSTS = {"x.com", "twitter.com", "mobile.twitter.com", "bsky.app", "staging.bsky.app"}
 _PROFILE_PATH = re.compile(r"/(?:@[^/]+|users/[^/]+|profile/[^/]+)(?:/|$)", re.IGNORECASE)
 LINK_REMOVED = "[link]"
