@@ -153,6 +153,68 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
     assert "line 12 `date = 2023-02-30`: invalid TOML" in message
 
 
+PASTED = "Hunter2-Paste-9f8e"
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # pasted unquoted: a TOML syntax error on the secret's own line
+    (f"[email]\npassword = {PASTED}", "line 2: password: invalid TOML: "),
+    (f"[platforms.x]\nbearer_token = {PASTED} ", "line 2: bearer_token: invalid TOML: "),
+    (f"[privacy]\nkey = {PASTED}", "line 2: key: invalid TOML: "),
+    (f"[email]\nusername = {PASTED}", "line 2: username: invalid TOML: "),  # the wrong key: still not shown
+    (f"[email]\n{PASTED}", "line 2: invalid TOML: "),  # a line that is only the secret
+    (f"[email]\nsmtp_pasword = {PASTED}x", "line 2: invalid TOML: "),  # an unknown key is not named either
+    # quoted: valid TOML, refused wherever it is, without its value
+    (f'[campaign]\nname = "T"\nhashtags = ["x"]\napi_key = "{PASTED}"', "campaign.api_key: secrets are not read"),
+    (f'[storage]\ndb_password = "{PASTED}"', "storage.db_password: secrets are not read"),
+    (f'[[tour.stops]]\narea = "lappi"\nsecret = "{PASTED}"', "tour.stops.secret: secrets are not read"),
+    (f'[email]\nPassword = "{PASTED}"', "email.Password: secrets are not read from the settings file; set the "
+                                          "environment variable TRACKER_SMTP_PASSWORD instead"),
+])
+def test_settings_errors_never_echo_a_secret(tmp_path: Path, body: str, expected: str) -> None:
+    message = error_of(tmp_path, body + "\n")
+    assert expected in message, message
+    assert PASTED not in message and PASTED[:8] not in message and PASTED[-6:] not in message
+
+
+def test_settings_errors_echo_no_value_of_a_secret_like_key_from_the_environment(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL, {"TRACKER__EMAIL__API_TOKEN": PASTED})
+    assert "email.api_token: unknown key" in message and PASTED not in message
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(MINIMAL).encode("utf-8"))  # Notepad's "UTF-8 with BOM"
+    assert load_settings(path, env={}).campaign.name == "Test tour"
+    path.write_bytes(b"\xef\xbb\xbf" + b"[campaign]\nname = \"T\"\nhashtags = [\"x\"]\n\xef\xbb\xbfoops = 1\n")
+    with pytest.raises(SettingsError) as info:  # one in the middle is still an error, named by code point
+        load_settings(path, env={})
+    assert "line 4: invalid TOML: Invalid statement" in str(info.value)
+    assert "invisible character U+FEFF" in str(info.value)
+
+
+def test_shown_settings_text_is_cleaned_and_storable(tmp_path: Path) -> None:
+    """Venue and city are shown (tour, report, email): no bidi override may reverse what follows;
+    stops are stored, so no NUL (PostgreSQL refuses it) and no lone surrogate (no UTF-8 form)."""
+    settings = load(tmp_path, """
+        [campaign]
+        name = "Kiertue\u202e 2023\\u0000"
+        hashtags = ["ihmisensote"]
+        [[tour.stops]]
+        area = "lappi"
+        city = "Rova\u2066niemi\u2069"
+        venue = "Sali \u202e[/i] 2\u200f"
+        notes = "rivi 1\\nrivi\\u0000 2"
+        """)
+    stop = settings.tour.stops[0]
+    assert settings.campaign.name == "Kiertue 2023"
+    assert (stop.city, stop.venue, stop.notes) == ("Rovaniemi", "Sali [/i] 2", "rivi 1\nrivi 2")
+    surrogate = load(tmp_path, MINIMAL, {"TRACKER__CAMPAIGN__NAME": "Kierto\udcfc"})  # undecodable env bytes
+    assert surrogate.campaign.name == "Kierto\ufffd"
+    assert "venue: string should have at most 512 characters" in error_of(
+        tmp_path, MINIMAL + f'venue = "{"x" * 600}"\n')
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="settings file not found .*TRACKER_SETTINGS"):
         load_settings(tmp_path / "nope.toml", env={})

@@ -13,6 +13,7 @@ line names the key and the problem.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -35,7 +36,9 @@ from pydantic import (
 )
 
 from tracker.areas import AREAS, unknown_area_message
+from tracker.display_text import display_text, storable_text
 from tracker.errors import SettingsError
+from tracker.settings_errors import describe_toml_error, one_line, refuse_secrets, validation_problems
 from tracker.redaction import register as register_secrets
 
 ENV_SETTINGS = "TRACKER_SETTINGS"
@@ -57,8 +60,6 @@ _SECRET_KEYS = {
     ("email",): ENV_SMTP_PASSWORD,
     ("privacy",): ENV_PSEUDONYM_KEY,
 }
-_SECRET_WORDS = ("password", "token", "secret", "api_key", "apikey", "bearer", "pseudonym_key")
-
 _HASHTAG = re.compile(r"^\w+$")
 _STOP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -70,9 +71,33 @@ def mastodon_token_variable(base_url: str) -> str:
 
 
 class _Section(BaseModel):
-    """Strict: unknown keys and wrong types are errors, not silently ignored or coerced."""
+    """Strict: unknown keys and wrong types are errors, not silently ignored or coerced.
+
+    Every text is made storable on both databases first (stops are stored): NUL removed, lone
+    surrogates (from an environment variable that was not UTF-8) replaced."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return _storable_strings(data)
+
+
+def _storable_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, Mapping):
+        return {k: _storable_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable_strings(v) for v in value]
+    return value
+
+
+def _shown(value: str | None, multiline: bool = False) -> str | None:
+    """Settings text that reports, the email and the terminal show, cleaned as post text is
+    (display_text: no bidi overrides or other invisible controls); nothing left is None."""
+    return display_text(value, multiline=multiline) or None
 
 
 def _http_url(value: str) -> str:
@@ -83,7 +108,7 @@ def _http_url(value: str) -> str:
 
 
 class Campaign(_Section):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     hashtags: list[str] = Field(min_length=1)
     """Without '#'; matched case-insensitively (stored lower-case)."""
     timezone: str = "Europe/Helsinki"
@@ -100,6 +125,14 @@ class Campaign(_Section):
             if clean not in out:
                 out.append(clean)
         return out
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        shown = _shown(name)
+        if shown is None:
+            raise ValueError("the name is empty (or only invisible characters)")
+        return shown
 
     @field_validator("timezone")
     @classmethod
@@ -125,12 +158,23 @@ class Stop(_Section):
 
     area: str
     date: dt.date | None = None
-    id: str = ""
-    city: str | None = None
-    venue: str | None = None
-    notes: str | None = None
+    id: str = Field("", max_length=64)
+    city: str | None = Field(None, max_length=256)
+    venue: str | None = Field(None, max_length=512)
+    notes: str | None = Field(None, max_length=10_000)
+    """Lengths: those of the `stops` table's columns, so both databases store them alike."""
     aliases: list[str] = []
     """Extra names that identify this visit in posts (a venue, a local hashtag)."""
+
+    @field_validator("city", "venue")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return _shown(value)
+
+    @field_validator("notes")
+    @classmethod
+    def _notes(cls, value: str | None) -> str | None:
+        return _shown(value, multiline=True)
 
     @field_validator("date", mode="before")
     @classmethod
@@ -439,7 +483,7 @@ def load_settings(
     settings_path = find_settings_path(path, env)
     label = str(settings_path)
     try:
-        text = settings_path.read_text(encoding="utf-8")
+        text = settings_path.read_text(encoding="utf-8-sig")  # a BOM (Notepad's "UTF-8 with BOM") is fine
     except FileNotFoundError:
         raise SettingsError(
             f"{label}: settings file not found (give --settings PATH or set {ENV_SETTINGS})"
@@ -449,8 +493,8 @@ def load_settings(
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{label}: {_describe_toml_error(exc, text)}") from None
-    _refuse_secrets(raw, label)
+        raise SettingsError(f"{label}: {describe_toml_error(exc, text, _known_keys(), _SECRET_KEYS)}") from None
+    refuse_secrets(raw, label, _SECRET_KEYS)
     raw = _apply_env_overrides(raw, env, settings_path)
     return parse_settings(raw, label, env=env, path=settings_path)
 
@@ -466,39 +510,12 @@ def parse_settings(
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = [f"{label}: {p}" for p in _validation_problems(exc)]
-        raise SettingsError(_one_line(problems), problems=problems) from None
+        problems = [f"{label}: {p}" for p in validation_problems(exc)]
+        raise SettingsError(one_line(problems), problems=problems) from None
     settings._path = path
     settings._secrets = Secrets(env)
     settings._bluesky_handle_env = env.get(ENV_BLUESKY_HANDLE) or None
     return settings
-
-
-def _describe_toml_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
-    message = str(exc)
-    match = re.search(r"\(at line (\d+), column \d+\)", message)
-    if match:
-        lines = text.splitlines()
-        number = int(match.group(1))
-        if 1 <= number <= len(lines):
-            return f"line {number} `{lines[number - 1].strip()}`: invalid TOML: {message}"
-    return f"invalid TOML: {message}"
-
-
-def _refuse_secrets(raw: Mapping[str, Any], label: str) -> None:
-    for section, variable in _SECRET_KEYS.items():
-        node: Any = raw
-        for part in section:
-            node = node.get(part, {}) if isinstance(node, Mapping) else {}
-        if not isinstance(node, Mapping):
-            continue
-        for key in node:
-            if any(word in key.lower() for word in _SECRET_WORDS):
-                where = ".".join((*section, key))
-                raise SettingsError(
-                    f"{label}: {where}: secrets are not read from the settings file; "
-                    f"set the environment variable {variable} instead"
-                )
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -559,37 +576,16 @@ def resolve_sqlite_path(url: str, base: Path) -> str:
     return f"{prefix}{(base / path_part).resolve()}{sep}{query}"
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    """('tour','stops',3,'area') -> 'tour.stops[4].area' (stops counted from 1, as in the file)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part + 1}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _one_line(problems: list[str]) -> str:
-    more = len(problems) - 1
-    return problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
-def _validation_problems(exc: ValidationError) -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        where = _location(loc) or "settings"
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            what = "unknown key"
-        elif kind == "missing":
-            what = "missing (required)"
-        elif kind == "value_error":
-            what = str(error.get("ctx", {}).get("error", error["msg"]))
-        else:
-            what = f"{error['msg'][0].lower()}{error['msg'][1:]}"
-            if "input" in error and not isinstance(error["input"], (dict, list)):
-                what += f", got {error['input']!r}"
-        problems.append(f"{where}: {what}")
-    return problems
+@functools.cache
+def _known_keys() -> frozenset[str]:
+    """Every key and section name the settings know."""
+    names: set[str] = set()
+    models: list[type[BaseModel]] = [Settings]
+    while models:
+        model = models.pop()
+        for name, info in model.model_fields.items():
+            names.add(name)
+            for arg in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in models:
+                    models.append(arg)
+    return frozenset(names)
