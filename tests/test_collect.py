@@ -268,8 +268,10 @@ def test_cli_collect_status_and_import(fakes: Fakes, tmp_path: Path) -> None:
     )
     imported = _tracker(["import", str(csv_file)], tmp_path, ENV)
     assert imported.returncode == 1
-    assert "line 3: created_at: 'not a date' is not an ISO 8601 date and time" in imported.stderr
-    assert "line 5: likes: expected a whole number, got 'many'" in imported.stderr
+    # the line and the column, never the cell's value (other people's data)
+    assert "line 3: created_at: not an ISO 8601 date and time (e.g. 2023-02-09T10:15:00+02:00)" in imported.stderr
+    assert "line 5: likes: expected a whole number (digits only, e.g. 1200)" in imported.stderr
+    assert "not a date" not in imported.stderr and "many" not in imported.stderr
     assert "2 posts imported (2 new, 0 updated), 2 rows rejected" in imported.stdout
     again = _tracker(["import", str(csv_file)], tmp_path, ENV)
     assert "2 posts imported (0 new, 2 updated)" in again.stdout

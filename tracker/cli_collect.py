@@ -9,39 +9,75 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from tracker.app import App
-from tracker.collect import PlatformResult, run_collection, run_refresh
-from tracker.output import emit
+from tracker.collect import PlatformResult, collect_platform, refresh_platform
+from tracker.errors import DatabaseError
+from tracker.output import echo, emit, json_text, safe
+from tracker.platforms.base import Adapter
 from tracker.platforms.registry import PLATFORMS, build_adapters, close_adapters
 
 pass_app = click.make_pass_decorator(App)
+Progress = Callable[[str, PlatformResult], None]
 
 
-def _run_with_progress(adapters: list, work: Callable[[Callable | None], list[PlatformResult]],  # type: ignore[type-arg]
-                       failing: tuple[str, ...]) -> None:
-    """Run `work(progress)` with a live status line on a terminal (nothing when piped), close the
-    adapters, print one line per platform, exit 1 if any platform's status is in `failing`."""
+def _run_with_progress(adapters: list[Adapter], kind: str,
+                       one: Callable[[Adapter, Progress], PlatformResult], failing: tuple[str, ...]) -> None:
+    """Run `one(adapter, progress)` per platform with a live status line on a terminal (nothing
+    when piped), close the adapters, print one line per platform, exit 1 if any platform's
+    status is in `failing`.
+
+    When the database fails (locked, unreachable, disk full) the platform's line says so, the
+    platforms after it are not tried (each would wait for the same database), every line is
+    still printed, and the database error follows as one line with exit code 3."""
     console = Console(stderr=True)
     status = console.status("collecting") if console.is_terminal else None
 
     def update(stream: str, result: PlatformResult) -> None:
         if status is not None:
-            status.update(f"{result.platform} {stream}: {result.pages} pages, {result.fetched} posts, "
-                          f"{result.new} new")
+            status.update(Text(safe(f"{result.platform} {stream}: {result.pages} pages, {result.fetched} posts, "
+                                    f"{result.new} new")))
 
+    results: list[PlatformResult] = []
+    database_error: DatabaseError | None = None
     if status is not None:
         status.start()
     try:
-        results = work(update)
+        for adapter in adapters:
+            if database_error is not None:
+                results.append(PlatformResult(adapter.platform, kind, status="not run",
+                                              errors=["the database is unavailable"]))
+                continue
+            try:
+                results.append(one(adapter, update))
+            except DatabaseError as exc:
+                database_error = exc
+                results.append(PlatformResult(adapter.platform, kind, status="failed",
+                                              errors=["the database failed, what this run fetched after "
+                                                      "its last stored page was not stored"]))
     finally:
         if status is not None:
             status.stop()
         close_adapters(adapters)
     for result in results:
-        click.echo(result.line())
+        echo(result.line())
+    if database_error is not None:
+        raise database_error
     if any(r.status in failing for r in results):
         sys.exit(1)
+
+
+def _open_database(app: App, adapters: list[Adapter], kind: str):  # type: ignore[no-untyped-def]
+    """The database, or a 'not run' line per platform before its one-line error (exit 3)."""
+    try:
+        return app.database()
+    except DatabaseError:
+        close_adapters(adapters)
+        for adapter in adapters:
+            echo(PlatformResult(adapter.platform, kind, status="not run",
+                                errors=["the database is unavailable"]).line())
+        raise
 
 
 def _local_day_start(day: dt.date, app: App) -> dt.datetime:
@@ -68,10 +104,10 @@ def collect(app: App, platform: str | None, since: dt.datetime | None) -> None:
     if not adapters:
         click.echo("no platform is enabled: set [platforms.x|mastodon|bluesky] enabled = true", err=True)
         sys.exit(2)
-    db = app.database()
+    db = _open_database(app, adapters, "collect")
     start = _local_day_start(since.date(), app) if since else None
-    _run_with_progress(adapters, lambda update: run_collection(
-        db, adapters, tagger=app.tagger(), since=start, progress=update, privacy=settings.privacy),
+    _run_with_progress(adapters, "collect", lambda adapter, update: collect_platform(
+        db, adapter, tagger=app.tagger(), since=start, progress=update, privacy=settings.privacy),
         failing=("failed", "partial"))
 
 
@@ -87,10 +123,13 @@ def refresh_metrics(app: App, platform: str | None) -> None:
     Example:
       tracker refresh-metrics --platform x
     """
-    adapters = build_adapters(app.settings, platform)
-    db = app.database()
-    _run_with_progress(adapters, lambda update: run_refresh(db, adapters, app.settings, tagger=app.tagger(),
-                                                            progress=update), failing=("failed",))
+    settings = app.settings
+    adapters = build_adapters(settings, platform)
+    db = _open_database(app, adapters, "refresh")
+    max_age = dt.timedelta(days=settings.schedule.refresh_max_age_days)
+    _run_with_progress(adapters, "refresh", lambda adapter, update: refresh_platform(
+        db, adapter, max_age=max_age, tagger=app.tagger(), progress=update, privacy=settings.privacy),
+        failing=("failed",))
 
 
 def _when(moment: dt.datetime | None, tz) -> str | None:  # type: ignore[no-untyped-def]
@@ -113,9 +152,7 @@ def status(app: App, fmt: str) -> None:
 
     report = collection_status(app.database(), app.settings)
     if fmt == "json":
-        import json
-
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        click.echo(json_text(report))
         return
     tz = app.settings.campaign.tz
     emit([{**r, "started": _when(r["started"], tz),
@@ -130,41 +167,69 @@ def status(app: App, fmt: str) -> None:
              [("platform", "Platform"), ("stream", "Stream"), ("start", "Missing from"), ("end", "To"),
               ("recorded", "Recorded"), ("reason", "Why")], title="Open gaps")
     else:
-        click.echo("No open gaps.")
+        echo("No open gaps.")
     totals = report["totals"]
-    click.echo(f"Posts: {totals['posts']} ({', '.join(f'{k} {v}' for k, v in totals['by_platform'].items()) or 'none'}); "
+    echo(f"Posts: {totals['posts']} ({', '.join(f'{k} {v}' for k, v in totals['by_platform'].items()) or 'none'}); "
                f"with a visit {totals['with_visit']}, without {totals['without_visit']}")
 
 
 @click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: from the file name.")
+@click.option("--strict", is_flag=True, help="Refuse the whole file if any row is bad (nothing is stored).")
 @pass_app
-def import_posts(app: App, file: Path, fmt: str | None) -> None:
+def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
     """Import posts from platforms without an API (CSV or JSON Lines; columns in the README).
 
-    Bad rows are reported by line number and skipped; good rows are kept. Exit code 1 when
-    some rows were rejected.
+    Bad rows are reported by line number (the header is line 1) and skipped; good rows are kept.
+    Exit code 0 when every row was imported, 1 when some rows were rejected, 2 when the file
+    was refused (not UTF-8, bad header; or with --strict, any bad row: then nothing is stored).
 
     \b
-    Example:
+    Examples:
       tracker import instagram-2023-02.csv
+      tracker import --strict linkedin.jsonl
     """
-    from tracker.importer import read_import_file
+    from functools import partial
+
+    from tracker.importer import read_import_file, store_import
     from tracker.pipeline import ingest
 
-    report = read_import_file(file, app.settings.campaign.tz, fmt)
+    settings = app.settings
+    report = read_import_file(file, settings.campaign.tz, fmt, campaign_hashtags=settings.campaign.hashtags)
     for error in report.errors:
         click.echo(f"{file}: {error}", err=True)
-    stored_new = stored_updated = 0
-    if report.posts:
-        db = app.database()
-        with db.write() as session:
-            result = ingest(session, report.posts, app.tagger(), origin="import", privacy=app.settings.privacy)
-        stored_new, stored_updated = result.new, result.updated
-    click.echo(f"{file}: {len(report.posts)} posts imported ({stored_new} new, {stored_updated} updated), "
-               f"{len(report.errors)} rows rejected")
-    if report.errors:
+    if strict and report.errors:
+        click.echo(f"{file}: nothing imported (--strict): {len(report.errors)} of {report.lines} rows rejected",
+                   err=True)
+        sys.exit(2)
+    outcome = store_import(app.database(), report.posts, report.post_lines,
+                           partial(ingest, tagger=app.tagger(), origin="import", privacy=settings.privacy),
+                           keep=not strict) if report.posts else None
+    refused = outcome.refused if outcome else []
+    for line, problem in refused:
+        click.echo(f"{file}: line {line}: {problem}", err=True)
+    if strict and outcome and outcome.batch_refused:
+        click.echo(f"{file}: nothing imported (--strict): the database refused "
+                   f"{len(refused) or 'the rows together, though each alone'}", err=True)
+        sys.exit(2)
+    rejected = len(report.errors) + len(refused)
+    received = outcome.received if outcome else 0
+    stored = len(report.posts) - len(refused)
+    line = (f"{file}: {received} posts imported ({outcome.new if outcome else 0} new, "
+            f"{outcome.updated if outcome else 0} updated), {rejected} rows rejected")
+    if stored > received:
+        line += f", {stored - received} rows of forgotten accounts skipped"
+    if report.blank:
+        line += f", {report.blank} blank rows"
+    click.echo(line)
+    if report.without_campaign_tag:
+        shown = ", ".join(map(str, report.without_campaign_tag[:20]))
+        more = ", ..." if len(report.without_campaign_tag) > 20 else ""
+        tags = " ".join(f"#{t}" for t in settings.campaign.hashtags)
+        click.echo(f"{file}: note: {len(report.without_campaign_tag)} imported rows carry none of the campaign's "
+                   f"hashtags ({tags}): lines {shown}{more}", err=True)
+    if rejected:
         sys.exit(1)
 
 
@@ -188,14 +253,14 @@ def run(app: App, once: bool) -> None:
     from tracker.platforms.registry import enabled_platforms
 
     if not enabled_platforms(app.settings):
-        click.echo("warning: no platform is enabled; nothing will be collected", err=True)
+        echo("warning: no platform is enabled; nothing will be collected", err=True)
     if once:
         results = run_once(app)
         for result in results:
-            click.echo(result.line())
+            echo(result.line())
         if not results:
-            click.echo("nothing was due")
+            echo("nothing was due")
         return
-    click.echo(f"scheduler running against {app.database().display_url}; Ctrl-C to stop", err=True)
+    echo(f"scheduler running against {app.database().display_url}; Ctrl-C to stop", err=True)
     run_forever(app)
-    click.echo("scheduler stopped", err=True)
+    echo("scheduler stopped", err=True)

@@ -1,170 +1,203 @@
 """`tracker import FILE`: posts from platforms without an API (Instagram, LinkedIn, Facebook).
 
-CSV (header row, comma or semicolon separated, UTF-8 with or without BOM: what Excel writes) or
-JSON Lines (one object a line). Columns:
+CSV (header row, comma, semicolon or tab separated, UTF-8 with or without BOM: what Excel
+writes) or JSON Lines (one object a line). The columns and the checks on each value are in
+`tracker.import_rows`; README "Importing posts from other platforms" is the user's guide.
 
-| column | required | meaning |
-|---|---|---|
-| platform | yes | e.g. instagram, linkedin, facebook (lower-case letters, digits, - or _) |
-| id | yes | the post's id or URL on that platform (unique per platform) |
-| created_at | yes | ISO 8601, e.g. 2023-02-09T10:15:00+02:00; without an offset it is campaign local time |
-| text | no | the post's text |
-| url | no | link to the post |
-| author | yes | the account's handle |
-| author_name | no | display name |
-| followers | no | the account's follower count |
-| likes, shares, comments, quotes, views | no | whole numbers; empty = not known |
-| language | no | e.g. fi, sv, en |
-| kind | no | original (default), repost, reply or quote |
-| hashtags | no | space or comma separated; if empty, #words in the text are used |
-
-A bad row is reported by its line number and skipped; every good row is kept. Importing the same
-file again updates the same posts (no duplicates).
+One bad row never stops an import: every row is read on its own and a row that cannot be
+imported is reported as `line N: column: problem` and skipped. N is the row's number as a
+spreadsheet shows it (the header is line 1); where a quoted cell spans several lines of the
+file, the file's lines are added. Problems of the file itself (not UTF-8, a header with unknown,
+missing or repeated columns, a JSON array instead of JSON Lines) refuse the file with exit code 2.
+Messages never repeat a cell's value: the file holds other people's handles and texts.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
 import json
-import re
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import exc as sa_exc
+
+from storage.db import Database
 from tracker.errors import TrackerError
-from tracker.posts import Author, Metrics, NormalisedPost, PostKind
+from tracker.hashtags import campaign_tags, carries_campaign_tag
+from tracker.import_rows import COLUMNS, REQUIRED, BadRow, column_label, row_to_post
+from tracker.posts import NormalisedPost
 
-COLUMNS = ("platform", "id", "created_at", "text", "url", "author", "author_name", "followers",
-           "likes", "shares", "comments", "quotes", "views", "language", "kind", "hashtags")
-REQUIRED = ("platform", "id", "created_at", "author")
-_PLATFORM = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_HASHTAG = re.compile(r"(?<![\w&])#(\w+)")
+__all__ = ["COLUMNS", "BadRow", "ImportFileError", "ImportReport", "StoreOutcome", "detect_format",
+           "read_import_file", "row_to_post", "store_import"]
+
+log = logging.getLogger(__name__)
 
 
-class BadRow(ValueError):
-    pass
+class ImportFileError(TrackerError):
+    """The file as a whole cannot be imported (nothing was stored)."""
+
+    exit_code = 2
 
 
 @dataclass
 class ImportReport:
     posts: list[NormalisedPost] = field(default_factory=list)
+    post_lines: list[int] = field(default_factory=list)
+    """The line of each post in `posts` (same order)."""
     errors: list[str] = field(default_factory=list)
-    """'line N: problem' for every rejected row."""
+    """'line N: problem' for every rejected row, in file order."""
+    rejected_lines: list[int] = field(default_factory=list)
     lines: int = 0
+    """Rows read after the header (blank ones included)."""
+    blank: int = 0
+    without_campaign_tag: list[int] = field(default_factory=list)
+    """Lines of good rows that carry none of the campaign's hashtags (still imported)."""
+
+    def reject(self, line: int, problem: str, where: str = "") -> None:
+        self.errors.append(f"line {line}{where}: {problem}")
+        self.rejected_lines.append(line)
 
 
-def _int(row: dict[str, Any], name: str) -> int | None:
-    value = row.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise BadRow(f"{name}: expected a whole number, got {value!r}")
-    if isinstance(value, int):
-        number = value
-    else:
-        text = str(value).strip().replace("\u00a0", "").replace(" ", "")
-        if not re.fullmatch(r"\d+", text):
-            raise BadRow(f"{name}: expected a whole number, got {value!r}")
-        number = int(text)
-    if number < 0:
-        raise BadRow(f"{name}: must not be negative")
-    return number
+# -- reading ------------------------------------------------------------------------------------
 
 
-def _text(row: dict[str, Any], name: str) -> str | None:
-    value = row.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise BadRow(f"{name}: expected text, got {type(value).__name__}")
-    text = str(value).strip()
-    return text or None
-
-
-def _created_at(value: str | None, tz: ZoneInfo) -> dt.datetime:
-    if not value:
-        raise BadRow("created_at: missing")
+def _decode(path: Path) -> str:
+    """The file's text. Bytes that are not UTF-8 become lone surrogates, so the rows holding them
+    are rejected one by one; a file whose first line is not UTF-8 text is refused whole."""
     try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRow(f"created_at: '{value}' is not an ISO 8601 date and time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(dt.timezone.utc)
-
-
-def row_to_post(row: dict[str, Any], tz: ZoneInfo, fetched_at: dt.datetime) -> NormalisedPost:
-    """One import row to a normalised post; BadRow names the column and the problem."""
-    unknown = [k for k in row if k not in COLUMNS and k is not None]
-    if unknown:
-        raise BadRow(f"unknown column(s) {', '.join(map(str, unknown))}")
-    for name in REQUIRED:
-        if _text(row, name) is None:
-            raise BadRow(f"{name}: missing")
-    platform = (_text(row, "platform") or "").lower()
-    if not _PLATFORM.match(platform):
-        raise BadRow(f"platform: '{platform}' is not a platform name")
-    kind_text = (_text(row, "kind") or "original").lower()
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImportFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    first_line = data.split(b"\n", 1)[0]
     try:
-        kind = PostKind(kind_text)
-    except ValueError:
-        raise BadRow(f"kind: '{kind_text}' is not one of original, repost, reply, quote") from None
-    text = _text(row, "text") or ""
-    tags_text = _text(row, "hashtags")
-    hashtags = ([t.lstrip("#").lower() for t in re.split(r"[\s,;]+", tags_text) if t.strip("#")]
-                if tags_text else [m.lower() for m in _HASHTAG.findall(text)])
-    url = _text(row, "url")
-    if url and not url.lower().startswith(("http://", "https://")):
-        raise BadRow(f"url: '{url}' is not an http(s) link")
-    handle = _text(row, "author") or ""
-    return NormalisedPost(
-        platform=platform,
-        platform_id=_text(row, "id") or "",
-        author=Author(platform_id=handle.lower(), handle=handle, display_name=_text(row, "author_name"),
-                      followers=_int(row, "followers")),
-        text=text,
-        created_at=_created_at(_text(row, "created_at"), tz),
-        fetched_at=fetched_at,
-        url=url,
-        language=_text(row, "language"),
-        hashtags=tuple(dict.fromkeys(hashtags)),
-        kind=kind,
-        metrics=Metrics(likes=_int(row, "likes"), reposts=_int(row, "shares"), replies=_int(row, "comments"),
-                        quotes=_int(row, "quotes"), views=_int(row, "views")),
-    )
+        first_line.decode("utf-8")
+        ok = b"\x00" not in first_line
+    except UnicodeDecodeError:
+        ok = False
+    if not ok:
+        raise ImportFileError(f"{path}: not UTF-8 text (save it as 'CSV UTF-8' in Excel, or as UTF-8 elsewhere)")
+    return data.decode("utf-8", errors="surrogateescape")
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    sample = text[:4096]
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    if reader.fieldnames is None:
-        return
-    reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames]
-    for row in reader:
-        extra = row.pop(None, None)  # type: ignore[call-overload]
-        if extra:
-            row["__extra__"] = extra
-        yield reader.line_num, row
+def _delimiter(header_line: str) -> str:
+    """The separator the header uses (Excel writes ';' in Finnish settings, ',' in English)."""
+    counts = {d: header_line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+def _csv_problem(exc: csv.Error) -> str:
+    message = str(exc)
+    if "field larger than field limit" in message:
+        return f"a cell is longer than {csv.field_size_limit()} characters"
+    if "new-line character seen in unquoted field" in message:
+        return 'a line break (CR) inside a cell that is not in double quotes'
+    return f"cannot be read as CSV ({message})" if message.isascii() and len(message) < 80 else "cannot be read as CSV"
+
+
+def _csv_records(text: str) -> Iterator[tuple[int, str, list[str] | str]]:
+    """(spreadsheet line, where in the file if different, cells or a problem) per record."""
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text.split("\n", 1)[0]))
+    number = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells: list[str] | str = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            cells = _csv_problem(exc)
+        number += 1
+        end = reader.line_num
+        where = "" if start == end == number else (
+            f" (file line {start})" if start == end else f" (file lines {start}-{end})")
+        yield number, where, cells
+
+
+def _read_csv(text: str, path: Path, report: ImportReport, accept: Callable[[int, str, dict[str, Any]], None]) -> None:
+    records = _csv_records(text)
+    first = next(records, None)
+    if first is None or isinstance(first[2], str) or not any(c.strip() for c in first[2]):
+        raise ImportFileError(f"{path}: no header row (the first line names the columns: {', '.join(COLUMNS)})")
+    header = [c.strip().lower() for c in first[2]]
+    _check_header(header, path)
+    for number, where, cells in records:
+        report.lines += 1
+        if isinstance(cells, str):
+            report.reject(number, cells, where)
             continue
+        if not any(c.strip() for c in cells):
+            report.blank += 1
+            continue
+        if any(c.strip() for c in cells[len(header):]):
+            report.reject(number, f"more values than the header has columns ({len(header)})", where)
+            continue
+        unnamed = [i for i, (name, cell) in enumerate(zip(header, cells), start=1) if not name and cell.strip()]
+        if unnamed:
+            report.reject(number, f"a value in column {unnamed[0]}, which has no name in the header", where)
+            continue
+        row = {name: cell for name, cell in zip(header, cells) if name}
+        accept(number, where, row)
+
+
+def _check_header(header: list[str], path: Path) -> None:
+    named = [h for h in header if h]
+    repeated = sorted({h for h in named if named.count(h) > 1})
+    unknown = [h for h in named if h not in COLUMNS]
+    missing = [c for c in REQUIRED if c not in named]
+    problems = []
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(column_label(h) for h in unknown)}")
+    if repeated:
+        problems.append(f"repeated column(s) {', '.join(column_label(h) for h in repeated)}")
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if problems:
+        raise ImportFileError(f"{path}: line 1 (the header): {'; '.join(problems)}. "
+                              f"The columns are {', '.join(COLUMNS)} (README: Importing posts); nothing imported")
+
+
+def _read_jsonl(text: str, path: Path, report: ImportReport, accept: Callable[[int, str, dict[str, Any]], None]) -> None:
+    first = text.lstrip()[:1]
+    if first == "[":
+        raise ImportFileError(f"{path}: a JSON array; write one object a line (JSON Lines), "
+                              "e.g. jq -c '.[]' posts.json > posts.jsonl; nothing imported")
+    lines = text.split("\n")  # not splitlines(): U+2028 and friends may stand inside a JSON string
+    if lines and not lines[-1].strip():
+        lines.pop()  # the newline that ends the last line
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            report.lines += 1
+            report.blank += 1
+            continue
+        report.lines += 1
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield number, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            report.reject(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
-        yield number, value if isinstance(value, dict) else f"expected a JSON object, got {type(value).__name__}"
+        except RecursionError:
+            report.reject(number, "invalid JSON: nested too deeply")
+            continue
+        except ValueError:  # e.g. a number with more digits than Python converts
+            report.reject(number, "invalid JSON: a number too long to read")
+            continue
+        if not isinstance(value, dict):
+            kind = "a list" if isinstance(value, list) else "a single value"
+            report.reject(number, f"expected a JSON object ({{...}}), got {kind}")
+            continue
+        accept(number, "", value)
 
 
 def detect_format(path: Path, explicit: str | None) -> str:
@@ -175,31 +208,107 @@ def detect_format(path: Path, explicit: str | None) -> str:
         return "jsonl"
     if suffix in (".csv", ".txt", ".tsv"):
         return "csv"
-    raise TrackerError(f"{path}: cannot tell the format from the name; give --format csv or jsonl")
+    raise ImportFileError(f"{path}: cannot tell the format from the name; give --format csv or jsonl")
 
 
-def read_import_file(path: Path, tz: ZoneInfo, fmt: str | None = None,
-                     fetched_at: dt.datetime | None = None) -> ImportReport:
-    """Parse a whole file; good rows become posts, bad rows become 'line N: ...' errors."""
+def read_import_file(path: Path, tz: ZoneInfo, fmt: str | None = None, fetched_at: dt.datetime | None = None,
+                     campaign_hashtags: Sequence[str] = ()) -> ImportReport:
+    """Parse a whole file; good rows become posts, bad rows become 'line N: ...' errors.
+
+    With `campaign_hashtags`, good rows that carry none of them are listed in
+    `without_campaign_tag` (and still imported: the team picks import rows by hand).
+    """
     fetched_at = fetched_at or dt.datetime.now(dt.timezone.utc)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise TrackerError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise TrackerError(f"{path}: not UTF-8 text (save it as 'CSV UTF-8' in Excel)") from None
+    fmt = detect_format(path, fmt)
+    text = _decode(path)
+    campaign = campaign_tags(campaign_hashtags)
     report = ImportReport()
-    rows: Iterable[tuple[int, Any]] = _csv_rows(text) if detect_format(path, fmt) == "csv" else _jsonl_rows(text)
-    for number, row in rows:
-        report.lines += 1
-        if isinstance(row, str):
-            report.errors.append(f"line {number}: {row}")
-            continue
-        if "__extra__" in row:
-            report.errors.append(f"line {number}: more values than columns")
-            continue
+
+    def accept(number: int, where: str, row: dict[str, Any]) -> None:
         try:
-            report.posts.append(row_to_post(row, tz, fetched_at))
-        except (BadRow, ValueError) as exc:
-            report.errors.append(f"line {number}: {exc}")
+            post = row_to_post(row, tz, fetched_at)
+        except BadRow as exc:
+            report.reject(number, str(exc), where)
+            return
+        report.posts.append(post)
+        report.post_lines.append(number)
+        if campaign and not carries_campaign_tag(post.hashtags, campaign):
+            report.without_campaign_tag.append(number)
+
+    (_read_csv if fmt == "csv" else _read_jsonl)(text, path, report, accept)
     return report
+
+
+# -- storing ------------------------------------------------------------------------------------
+
+
+@dataclass
+class StoreOutcome:
+    new: int = 0
+    updated: int = 0
+    received: int = 0
+    """Posts handed to storage (rows of forgotten accounts are not)."""
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    """(line, 'the database refused it (ErrorClass)') for rows the database would not take."""
+    batch_refused: bool = False
+    """The database refused the posts stored together (then they were tried one by one)."""
+
+
+Ingest = Callable[[Any, Sequence[NormalisedPost]], Any]
+"""`tracker.pipeline.ingest` with the tagger and privacy bound: (session, posts) -> StoreResult."""
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """'the database refused it (Kind)' when `exc` is about the row's data, None when it is about
+    the database itself (unreachable, locked: those must stop the import)."""
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError)):
+        return None
+    if isinstance(exc, sa_exc.StatementError):
+        orig = exc.orig if exc.orig is not None else exc
+        return f"the database refused it ({type(orig).__name__})"
+    if isinstance(exc, (ValueError, OverflowError, UnicodeError)):
+        return f"the database refused it ({type(exc).__name__})"
+    return None
+
+
+def store_import(db: Database, posts: Sequence[NormalisedPost], lines: Sequence[int], ingest: Ingest,
+                 *, keep: bool = True) -> StoreOutcome:
+    """Store the posts in one transaction. Should the database refuse one (a value the checks
+    in import_rows let through), no SQL or values are shown: every row is tried on its own and
+    the refused ones are named by line. `keep=False` (strict): on a refusal nothing is stored."""
+    outcome = StoreOutcome()
+    if not posts:
+        return outcome
+    try:
+        with db.write() as session:
+            result = ingest(session, posts)
+        outcome.new, outcome.updated, outcome.received = result.new, result.updated, result.received
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - sorted by _refusal; anything else is re-raised
+        if _refusal(exc) is None:
+            raise
+        log.info("the database refused the import as a whole (%s); trying row by row", type(exc).__name__)
+        outcome.batch_refused = True
+    for post, line in zip(posts, lines):
+        try:
+            with db.write() as session:
+                result = ingest(session, [post])
+                if not keep:
+                    raise _Rollback
+            outcome.new += result.new
+            outcome.updated += result.updated
+            outcome.received += result.received
+        except _Rollback:
+            pass
+        except Exception as exc:  # noqa: BLE001 - as above
+            problem = _refusal(exc)
+            if problem is None:
+                raise
+            outcome.refused.append((line, problem))
+    if not keep:
+        outcome.new = outcome.updated = outcome.received = 0
+    return outcome
