@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,8 @@ from storage.privacy import SCHEME_KEYED, SCHEME_UNKEYED, Trace
 from tracker.errors import TrackerError
 from tracker.posts import NormalisedPost, PostKind
 from tracker.settings import ENV_PRIVACY_KEY
+
+log = logging.getLogger(__name__)
 
 MIN_KEY_LENGTH = 16
 ACCOUNT, HANDLE, POST, KEY_CHECK = "account", "handle", "post", "key-check"
@@ -231,6 +234,8 @@ def screen(session: Session, posts: Sequence[NormalisedPost], key: str | None = 
             post = dataclasses.replace(post, referenced_id=None)
             result.unlinked += 1
         result.posts.append(post)
+    if result.dropped or result.unlinked:  # counts only: nothing that names anyone
+        log.info("forgotten authors: %d posts not stored, %d replies/quotes unlinked", result.dropped, result.unlinked)
     if learned and forget_key is not None:
         sql.remember_forgotten(session, [*learned, forget_key.check], now or dt.datetime.now(dt.timezone.utc))
         if rekeyed:  # the unkeyed digest is replaced by the keyed one: nobody can test it any more
