@@ -83,6 +83,23 @@ def test_defaults_and_normalisation(tmp_path: Path) -> None:
     assert settings.email.security == "starttls"
 
 
+def test_campaign_hashtags_are_normalised_as_collected_ones_are(tmp_path: Path) -> None:
+    from tracker.hashtags import campaign_tags, carries_campaign_tag, hashtags_in_text
+
+    settings = load(tmp_path, """
+        [campaign]
+        name = "T"
+        hashtags = ["İhmisenSote", "＃İHMISENSOTE", "ＳｏｔｅＴｕｒｎé", "#Sote_2023"]
+        """)
+    assert settings.campaign.hashtags == ["ihmisensote", "soteturné", "sote_2023"]
+    # the same form as a collected or imported post's tags: they match
+    ours = campaign_tags(settings.campaign.hashtags)
+    assert carries_campaign_tag(hashtags_in_text("Hienoa! #İhmisenSote"), ours)
+    assert carries_campaign_tag(["ＳＯＴＥＴＵＲＮÉ"], ours) and not carries_campaign_tag(["ihmisen"], ours)
+    assert "'#ihmisen sote' is not a hashtag" in error_of(
+        tmp_path, '[campaign]\nname = "T"\nhashtags = ["#ihmisen sote"]\n')
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -38,6 +38,7 @@ from pydantic import (
 from tracker.areas import AREAS, unknown_area_message
 from tracker.display_text import display_text, storable_text
 from tracker.errors import SettingsError
+from tracker.hashtags import is_hashtag, normalise_hashtag
 from tracker.settings_errors import describe_toml_error, one_line, refuse_secrets, validation_problems
 from tracker.redaction import register as register_secrets
 
@@ -60,7 +61,6 @@ _SECRET_KEYS = {
     ("email",): ENV_SMTP_PASSWORD,
     ("privacy",): ENV_PSEUDONYM_KEY,
 }
-_HASHTAG = re.compile(r"^\w+$")
 _STOP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -110,7 +110,8 @@ def _http_url(value: str) -> str:
 class Campaign(_Section):
     name: str = Field(min_length=1, max_length=200)
     hashtags: list[str] = Field(min_length=1)
-    """Without '#'; matched case-insensitively (stored lower-case)."""
+    """Without '#'; normalised as collected and imported tags are (tracker.hashtags: NFKC, lower
+    case, fullwidth '＃' and Turkish 'İ' allowed), so `＃İhmisenSote` is `ihmisensote`."""
     timezone: str = "Europe/Helsinki"
     language: Literal["fi", "sv", "en"] = "fi"
 
@@ -119,8 +120,8 @@ class Campaign(_Section):
     def _hashtags(cls, tags: list[str]) -> list[str]:
         out: list[str] = []
         for tag in tags:
-            clean = tag.strip().lstrip("#").lower()
-            if not _HASHTAG.match(clean):
+            clean = normalise_hashtag(tag)
+            if not is_hashtag(clean):
                 raise ValueError(f"'{tag}' is not a hashtag (letters, digits and _ only)")
             if clean not in out:
                 out.append(clean)
