@@ -688,3 +688,19 @@ def test_smtplib_is_not_reached_when_configuration_is_incomplete(make_app: Any, 
     with pytest.raises(TrackerError, match=r"^no recipients: set \[email\] recipients"):
         send_weekly(app.database(), app.settings, W06, now=NOW)
     assert sent_rows(app) == []
+
+
+@pytest.mark.usefixtures("quick_charts")
+def test_long_sender_domain_is_recorded_on_both_databases(db_url: str, smtp: tuple[Sink, int],
+                                                          make_app: Any) -> None:
+    """The Message-ID carries the sender's domain; sent_reports.message_id is 256 characters, which
+    PostgreSQL enforces and SQLite does not: a long domain must not fail the send on one of them."""
+    sink, port = smtp
+    app = make_app(db_url, port)
+    domain = ".".join(["a" * 60] * 4)  # 243 characters
+    settings = app.settings.model_copy(update={"email": app.settings.email.model_copy(
+        update={"sender": f"tracker@{domain}"})})
+    outcome = send_weekly(app.database(), settings, W06, now=NOW)
+    assert outcome.status == "sent" and len(sink.messages) == 1
+    [row] = sent_rows(app)
+    assert row.status == "sent" and row.message_id == outcome.message_id and len(row.message_id) <= 256

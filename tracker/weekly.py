@@ -426,8 +426,10 @@ def render(content: Mapping[str, Any], cids: Mapping[str, str]) -> tuple[str, st
 
 
 def _domain(settings: Settings) -> str:
+    """The sender's domain for Message-IDs and Content-IDs; at most 200 characters, so that a
+    Message-ID fits `sent_reports.message_id` (256) on PostgreSQL as on SQLite."""
     address = settings.email.sender or settings.email.username or ""
-    return address.rpartition("@")[2] or "localhost"
+    return (address.rpartition("@")[2] or "localhost")[:200]
 
 
 def build_message(db: Database, settings: Settings, week: Week, now: dt.datetime | None = None,
