@@ -246,12 +246,18 @@ def read_import_file(path: Path, tz: ZoneInfo, fmt: str | None = None, fetched_a
 class StoreOutcome:
     new: int = 0
     updated: int = 0
-    received: int = 0
-    """Posts handed to storage (rows of forgotten accounts are not)."""
+    stored: set[tuple[str, str]] = field(default_factory=set)
+    """(platform, platform_id) of every post stored (rows of forgotten accounts are not)."""
     refused: list[tuple[int, str]] = field(default_factory=list)
-    """(line, 'the database refused it (ErrorClass)') for rows the database would not take."""
+    """(line, why) for rows the database (or the checks before it) would not take."""
     batch_refused: bool = False
-    """The database refused the posts stored together (then they were tried one by one)."""
+    """Some post was refused while storing them together."""
+
+    def count(self, posts: Sequence[NormalisedPost]) -> tuple[int, int]:
+        """(rows stored, rows neither stored nor refused: their accounts asked to be forgotten)."""
+        refused = {line for line, _ in self.refused}
+        stored = sum(1 for p in posts if (p.platform, p.platform_id) in self.stored)
+        return stored, max(0, len(posts) - stored - len(refused))
 
 
 Ingest = Callable[[Any, Sequence[NormalisedPost]], Any]
@@ -264,7 +270,8 @@ class _Rollback(Exception):
 
 def _refusal(exc: BaseException) -> str | None:
     """'the database refused it (Kind)' when `exc` is about the row's data, None when it is about
-    the database itself (unreachable, locked: those must stop the import)."""
+    the database itself (unreachable, locked: those must stop the import). Only the kind: the
+    error's own text quotes the SQL and the values."""
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError)):
         return None
     if isinstance(exc, sa_exc.StatementError):
@@ -275,40 +282,65 @@ def _refusal(exc: BaseException) -> str | None:
     return None
 
 
+def _lines_refused(result: Any, lines_of: dict[tuple[str, str], list[int]]) -> list[tuple[int, str]]:
+    """The posts `ingest` reports it skipped ((platform, id, why) in `result.refused`), by line."""
+    refused = [(line, why) for platform, platform_id, why in getattr(result, "refused", ())
+               for line in lines_of.get((platform, platform_id), ())]
+    return sorted(refused)
+
+
 def store_import(db: Database, posts: Sequence[NormalisedPost], lines: Sequence[int], ingest: Ingest,
                  *, keep: bool = True) -> StoreOutcome:
-    """Store the posts in one transaction. Should the database refuse one (a value the checks
-    in import_rows let through), no SQL or values are shown: every row is tried on its own and
-    the refused ones are named by line. `keep=False` (strict): on a refusal nothing is stored."""
+    """Store the posts in one transaction; a post the database refuses is named by its line.
+
+    The checks in import_rows keep such values out; this is the net behind them. `ingest`
+    reports the posts it skipped (`result.refused`); should it raise on a refused value instead,
+    every row is tried on its own. `keep=False` (--strict): on any refusal nothing is stored.
+    """
     outcome = StoreOutcome()
     if not posts:
         return outcome
+    lines_of: dict[tuple[str, str], list[int]] = {}
+    for post, line in zip(posts, lines):
+        lines_of.setdefault((post.platform, post.platform_id), []).append(line)
     try:
         with db.write() as session:
             result = ingest(session, posts)
-        outcome.new, outcome.updated, outcome.received = result.new, result.updated, result.received
+            outcome.refused = _lines_refused(result, lines_of)
+            if outcome.refused and not keep:
+                raise _Rollback
+    except _Rollback:
+        outcome.batch_refused = True
         return outcome
     except Exception as exc:  # noqa: BLE001 - sorted by _refusal; anything else is re-raised
         if _refusal(exc) is None:
             raise
         log.info("the database refused the import as a whole (%s); trying row by row", type(exc).__name__)
         outcome.batch_refused = True
+        return _one_by_one(db, posts, lines, ingest, keep)
+    outcome.new, outcome.updated, outcome.stored = result.new, result.updated, set(result.ids)
+    return outcome
+
+
+def _one_by_one(db: Database, posts: Sequence[NormalisedPost], lines: Sequence[int], ingest: Ingest,
+                keep: bool) -> StoreOutcome:
+    outcome = StoreOutcome(batch_refused=True)
     for post, line in zip(posts, lines):
         try:
             with db.write() as session:
                 result = ingest(session, [post])
                 if not keep:
                     raise _Rollback
-            outcome.new += result.new
-            outcome.updated += result.updated
-            outcome.received += result.received
         except _Rollback:
-            pass
-        except Exception as exc:  # noqa: BLE001 - as above
+            continue
+        except Exception as exc:  # noqa: BLE001 - as in store_import
             problem = _refusal(exc)
             if problem is None:
                 raise
             outcome.refused.append((line, problem))
-    if not keep:
-        outcome.new = outcome.updated = outcome.received = 0
+            continue
+        outcome.refused += _lines_refused(result, {(post.platform, post.platform_id): [line]})
+        outcome.new += result.new
+        outcome.updated += result.updated
+        outcome.stored.update(result.ids)
     return outcome
