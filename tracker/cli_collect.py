@@ -205,21 +205,19 @@ def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
         sys.exit(2)
     outcome = store_import(app.database(), report.posts, report.post_lines,
                            partial(ingest, tagger=app.tagger(), origin="import", privacy=settings.privacy),
-                           keep=not strict) if report.posts else None
-    refused = outcome.refused if outcome else []
-    for line, problem in refused:
+                           keep=not strict)
+    for line, problem in outcome.refused:
         click.echo(f"{file}: line {line}: {problem}", err=True)
-    if strict and outcome and outcome.batch_refused:
-        click.echo(f"{file}: nothing imported (--strict): the database refused "
-                   f"{len(refused) or 'the rows together, though each alone'}", err=True)
+    if strict and outcome.batch_refused:
+        refused = f"{len(outcome.refused)} rows" if outcome.refused else "the rows stored together"
+        click.echo(f"{file}: nothing imported (--strict): the database refused {refused}", err=True)
         sys.exit(2)
-    rejected = len(report.errors) + len(refused)
-    received = outcome.received if outcome else 0
-    stored = len(report.posts) - len(refused)
-    line = (f"{file}: {received} posts imported ({outcome.new if outcome else 0} new, "
-            f"{outcome.updated if outcome else 0} updated), {rejected} rows rejected")
-    if stored > received:
-        line += f", {stored - received} rows of forgotten accounts skipped"
+    rejected = len(report.errors) + len(outcome.refused)
+    imported, forgotten = outcome.count(report.posts)
+    line = (f"{file}: {imported} posts imported ({outcome.new} new, {outcome.updated} updated), "
+            f"{rejected} rows rejected")
+    if forgotten:
+        line += f", {forgotten} rows not stored (their accounts asked to be forgotten)"
     if report.blank:
         line += f", {report.blank} blank rows"
     click.echo(line)
