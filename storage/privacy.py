@@ -112,14 +112,15 @@ def dependents_of(session: Session, platform: str, referenced_ids: Sequence[str]
         return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
     found: dict[int, Dependent] = {}
-    conditions: list[Any] = []
-    for start in range(0, len(referenced_ids), 500):
-        conditions.append(Post.referenced_id.in_(list(referenced_ids[start:start + 500])))
-    conditions += [func.lower(Post.referenced_id).like(like(p.lower()), escape="\\") for p in referenced_prefixes]
-    conditions += [func.lower(func.substr(Post.text, 1, len(p))) == p.lower() for p in text_prefixes]
-    for start in range(0, len(conditions), 50):
+    # one statement per 500 ids, or per 50 patterns: under every database's parameter limit
+    batches: list[list[Any]] = [[Post.referenced_id.in_(list(referenced_ids[start:start + 500]))]
+                                for start in range(0, len(referenced_ids), 500)]
+    patterns = [func.lower(Post.referenced_id).like(like(p.lower()), escape="\\") for p in referenced_prefixes]
+    patterns += [func.lower(func.substr(Post.text, 1, len(p))) == p.lower() for p in text_prefixes]
+    batches += [patterns[start:start + 50] for start in range(0, len(patterns), 50)]
+    for conditions in batches:
         stmt = (select(Post.id, Post.platform, Post.kind, Post.referenced_id, func.substr(Post.text, 1, 200))
-                .where(Post.platform == platform, or_(*conditions[start:start + 50])))
+                .where(Post.platform == platform, or_(*conditions)))
         for row in session.execute(stmt):
             found[row[0]] = Dependent(*row)
     return list(found.values())
