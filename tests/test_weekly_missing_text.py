@@ -5,7 +5,6 @@ missing value shows up as "nan" (pandas reads SQL NULL as NaN), on SQLite and Po
 
 from __future__ import annotations
 
-import datetime as dt
 from html.parser import HTMLParser
 from typing import Any
 
