@@ -254,10 +254,15 @@ class Trace:
 
 
 def forgotten_schemes(session: Session) -> set[str]:
-    """Which schemes the forgotten list holds (empty: nobody was forgotten)."""
+    """Which schemes the forgotten list holds (empty: nobody was forgotten). One indexed
+    look-up per scheme, however long the list: this runs before every page is stored."""
     from storage.models import ForgottenAuthor
 
-    return set(session.scalars(select(ForgottenAuthor.scheme).distinct()))
+    def present(scheme: str) -> Any:
+        return select(ForgottenAuthor.scheme).where(ForgottenAuthor.scheme == scheme).limit(1).scalar_subquery()
+
+    row = session.execute(select(present(SCHEME_UNKEYED), present(SCHEME_KEYED))).one()
+    return {s for s in row if s}
 
 
 def find_forgotten(session: Session, digests: Iterable[str]) -> set[str]:

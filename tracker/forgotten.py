@@ -72,7 +72,7 @@ class ForgetKey:
 
     def digest(self, kind: str, platform: str, value: str) -> str:
         message = "\x1f".join((kind, platform.lower(), value)).encode("utf-8", "surrogatepass")
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, message, "sha256").hex()
 
     def trace(self, kind: str, platform: str, value: str) -> Trace:
         return Trace(self.digest(kind, platform, value), SCHEME_KEYED, kind)
@@ -152,11 +152,13 @@ class Lookups:
     ref_unkeyed: str | None
 
 
-def lookups(post: NormalisedPost, key: ForgetKey | None) -> Lookups:
+def lookups(post: NormalisedPost, key: ForgetKey | None, unkeyed: bool = True) -> Lookups:
+    """`unkeyed`: also the unkeyed digests (only when the list still holds some)."""
     platform = post.platform
     ref_account = referenced_account(platform, post.referenced_id)
-    ref_unkeyed = unkeyed_digest(platform, ref_account[1]) if ref_account and ref_account[0] == ACCOUNT else None
-    own_unkeyed = unkeyed_digest(platform, post.author.platform_id)
+    ref_unkeyed = (unkeyed_digest(platform, ref_account[1])
+                   if unkeyed and ref_account and ref_account[0] == ACCOUNT else None)
+    own_unkeyed = unkeyed_digest(platform, post.author.platform_id) if unkeyed else ""
     if key is None:
         return Lookups((), (), own_unkeyed, ref_unkeyed)
     own = [key.digest(ACCOUNT, platform, post.author.platform_id), key.digest(POST, platform, post.platform_id)]
@@ -197,9 +199,10 @@ def screen(session: Session, posts: Sequence[NormalisedPost], key: str | None = 
         return Screened(list(posts))
     key = key if key is not None else key_from_environment()
     forget_key = require_key(session, key, doing="storing posts", schemes=schemes)
-    table = [lookups(p, forget_key) for p in posts]
+    unkeyed = SCHEME_UNKEYED in schemes
+    table = [lookups(p, forget_key, unkeyed) for p in posts]
     wanted = {d for t in table for d in (*t.own, *t.points_at)}
-    if SCHEME_UNKEYED in schemes:
+    if unkeyed:
         wanted |= {d for t in table for d in (t.own_unkeyed, t.ref_unkeyed) if d}
     found = sql.find_forgotten(session, wanted)
     if not found:
@@ -211,7 +214,7 @@ def screen(session: Session, posts: Sequence[NormalisedPost], key: str | None = 
     # them, in this batch or later, are recognised too
     gone: set[tuple[str, str]] = set()
     for post, t in zip(posts, table):
-        legacy = t.own_unkeyed in found
+        legacy = bool(t.own_unkeyed) and t.own_unkeyed in found
         if legacy or any(d in found for d in t.own):
             gone.add((post.platform, post.platform_id))
             if forget_key is not None:
