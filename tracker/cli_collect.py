@@ -198,19 +198,19 @@ def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
     settings = app.settings
     report = read_import_file(file, settings.campaign.tz, fmt, campaign_hashtags=settings.campaign.hashtags)
     for error in report.errors:
-        click.echo(f"{file}: {error}", err=True)
+        echo(f"{file}: {error}", err=True)
     if strict and report.errors:
-        click.echo(f"{file}: nothing imported (--strict): {len(report.errors)} of {report.lines} rows rejected",
+        echo(f"{file}: nothing imported (--strict): {len(report.errors)} of {report.lines} rows rejected",
                    err=True)
         sys.exit(2)
     outcome = store_import(app.database(), report.posts, report.post_lines,
                            partial(ingest, tagger=app.tagger(), origin="import", privacy=settings.privacy),
                            keep=not strict)
     for line, problem in outcome.refused:
-        click.echo(f"{file}: line {line}: {problem}", err=True)
+        echo(f"{file}: line {line}: {problem}", err=True)
     if strict and outcome.batch_refused:
         refused = f"{len(outcome.refused)} rows" if outcome.refused else "the rows stored together"
-        click.echo(f"{file}: nothing imported (--strict): the database refused {refused}", err=True)
+        echo(f"{file}: nothing imported (--strict): the database refused {refused}", err=True)
         sys.exit(2)
     rejected = len(report.errors) + len(outcome.refused)
     imported, forgotten = outcome.count(report.posts)
@@ -220,12 +220,12 @@ def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
         line += f", {forgotten} rows not stored (their accounts asked to be forgotten)"
     if report.blank:
         line += f", {report.blank} blank rows"
-    click.echo(line)
+    echo(line)
     if report.without_campaign_tag:
         shown = ", ".join(map(str, report.without_campaign_tag[:20]))
         more = ", ..." if len(report.without_campaign_tag) > 20 else ""
         tags = " ".join(f"#{t}" for t in settings.campaign.hashtags)
-        click.echo(f"{file}: note: {len(report.without_campaign_tag)} imported rows carry none of the campaign's "
+        echo(f"{file}: note: {len(report.without_campaign_tag)} imported rows carry none of the campaign's "
                    f"hashtags ({tags}): lines {shown}{more}", err=True)
     if rejected:
         sys.exit(1)
