@@ -167,6 +167,17 @@ def test_header_problems_refuse_the_file(tmp_path: Path, db_url: str, db: Databa
     assert stored(db) == {}
 
 
+def test_no_control_character_reaches_the_terminal(tmp_path: Path, sqlite_url: str) -> None:
+    """A file name or a header may hold escape sequences (a screen clear, a title change)."""
+    name = "posts\x1b]0;owned\x07.csv"
+    result = tracker_import(tmp_path, sqlite_url, HEADER + f"\ninstagram,C1,{WHEN},x,a,A,-1\n", name=name)
+    assert result.exit_code == 1 and "line 2: likes: must not be negative" in result.stderr
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    result = tracker_import(tmp_path, sqlite_url, f"platform,id,created_at,author,no\x1b[2Jtes\ninstagram,C2,{WHEN},a\n")
+    assert result.exit_code == 2 and "unknown column(s) a column with an unprintable or over-long name" in result.stderr
+    assert "\x1b" not in result.output and "\x07" not in result.output
+
+
 def test_excel_files_semicolons_bom_and_trailing_empty_columns(tmp_path: Path, db_url: str, db: Database) -> None:
     content = ("\ufeffPlatform;ID;Created_at;Text;Author;Likes;;\n"
                f"instagram;E1;2023-02-09 12:00;Hyvä #ihmisensote;soste;1\u202f234;;\n;;;;;;;\n")

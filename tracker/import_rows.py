@@ -48,6 +48,8 @@ MAX_LENGTH: dict[str, int] = {
     "hashtags": 10_000,
     "created_at": 64,
 }
+_AUTHOR_ID_LENGTH = _column_length(AuthorRow.__table__.c.platform_id)
+"""The author's id is the handle lower-cased, which may be longer (`İ` lower-cases to two)."""
 MAX_NUMBER = 2**63 - 1  # BIGINT (PostgreSQL) and SQLite's INTEGER
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 LATEST_AHEAD = dt.timedelta(days=1)
@@ -78,7 +80,7 @@ def _kind_of(value: Any) -> str:
 
 
 def _checked(name: str, text: str) -> str:
-    if _SURROGATE.search(text):
+    if not text.isascii() and _SURROGATE.search(text):
         raise BadRow(f"{name}: invalid Unicode (bytes that are not UTF-8, or a lone surrogate); "
                      "save the file as UTF-8")
     if "\x00" in text:
@@ -95,6 +97,8 @@ def _text(row: Mapping[str, Any], name: str) -> str | None:
     value = row.get(name)
     if value is None:
         return None
+    if value.__class__ is str:
+        return _checked(name, value.strip()) or None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BadRow(f"{name}: expected text, got {_kind_of(value)}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -105,7 +109,11 @@ def _text(row: Mapping[str, Any], name: str) -> str | None:
 
 def _int(row: Mapping[str, Any], name: str) -> int | None:
     value = row.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
+        return None
+    if value.__class__ is str and value.isascii() and value.isdigit() and len(value) < 19:
+        return int(value)  # the common case: plain digits, well within range
+    if isinstance(value, str) and not value.strip():
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BadRow(f"{name}: expected a whole number, got {_kind_of(value)}")
@@ -189,10 +197,13 @@ def row_to_post(row: Mapping[str, Any], tz: ZoneInfo, fetched_at: dt.datetime) -
     unknown = [k for k in row if k not in COLUMNS and not (k == "" and row[k] in (None, ""))]
     if unknown:
         raise BadRow(f"unknown column(s) {', '.join(column_label(k) for k in unknown)}")
+    required: dict[str, str] = {}
     for name in REQUIRED:
-        if _text(row, name) is None:
+        value = _text(row, name)
+        if value is None:
             raise BadRow(f"{name}: missing")
-    platform = (_text(row, "platform") or "").lower()
+        required[name] = value
+    platform = required["platform"].lower()
     if not _PLATFORM.fullmatch(platform):
         raise BadRow("platform: not a platform name (lower-case letters, digits, - or _, e.g. instagram)")
     kind_text = (_text(row, "kind") or "original").lower()
@@ -204,16 +215,16 @@ def row_to_post(row: Mapping[str, Any], tz: ZoneInfo, fetched_at: dt.datetime) -
     url = _text(row, "url")
     if url and not url.lower().startswith(("http://", "https://")):
         raise BadRow("url: not an http(s) link")
-    handle = _text(row, "author") or ""
+    handle = required["author"]
     account = handle.lower()
-    if len(account) > _column_length(AuthorRow.__table__.c.platform_id):
+    if len(account) > _AUTHOR_ID_LENGTH:
         raise BadRow(f"author: too long (at most {MAX_LENGTH['author']} characters fit)")
-    created_at = _created_at(_text(row, "created_at"), tz, fetched_at)
+    created_at = _created_at(required["created_at"], tz, fetched_at)
     metrics = Metrics(likes=_int(row, "likes"), reposts=_int(row, "shares"), replies=_int(row, "comments"),
                       quotes=_int(row, "quotes"), views=_int(row, "views"))
     return NormalisedPost(
         platform=platform,
-        platform_id=_text(row, "id") or "",
+        platform_id=required["id"],
         author=Author(platform_id=account, handle=handle, display_name=_text(row, "author_name"),
                       followers=_int(row, "followers")),
         text=text,
