@@ -253,6 +253,18 @@ class Trace:
     kind: str
 
 
+_LIST_LOCK = 0x7472_6B66  # any fixed number: the advisory lock of the forgotten list
+
+
+def lock_forgotten_list(session: Session, *, exclusive: bool) -> None:
+    """Until this transaction ends: `forget` (exclusive) waits for pages being stored (shared)
+    and they wait for it, so a page checked against the list before an erasure cannot be
+    committed after it. SQLite's write transactions are serial already (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        name = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.execute(select(getattr(func, name)(_LIST_LOCK)))
+
+
 def forgotten_schemes(session: Session) -> set[str]:
     """Which schemes the forgotten list holds (empty: nobody was forgotten). One indexed
     look-up per scheme, however long the list: this runs before every page is stored."""

@@ -443,3 +443,24 @@ def test_unkeyed_list_from_0003_still_holds_and_is_rekeyed(db_url: str, monkeypa
             assert screen(s, [post("x", "a3", "aino", "x #ihmisensote")]).posts == []
     finally:
         db.dispose()
+
+
+# -- an erasure while a page is being stored ---------------------------------------------------
+
+
+def test_forget_waits_for_a_page_being_stored(db: Database) -> None:
+    """A page checked against the list just before the erasure is committed before it, and so
+    erased with the rest (PostgreSQL: an advisory lock; SQLite: serial write transactions)."""
+    import threading
+
+    store(db, post("x", "a1", "aino", "Ainon teksti #ihmisensote"))
+    done: list[object] = []
+    with db.write() as s:
+        ingest(s, [post("x", "a2", "aino", "Toinen #ihmisensote")], None)  # checked: nobody forgotten yet
+        worker = threading.Thread(target=lambda: done.append(forget_author(db, "aino", "x")))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive() and not done  # the erasure waits for this page
+    worker.join(30)
+    assert done and done[0].counts.posts == 2  # type: ignore[attr-defined]
+    assert stored_ids(db) == set()

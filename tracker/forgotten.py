@@ -194,6 +194,7 @@ def screen(session: Session, posts: Sequence[NormalisedPost], key: str | None = 
     `key`: TRACKER_PRIVACY_KEY (None: read from the environment)."""
     if not posts:
         return Screened(list(posts))
+    sql.lock_forgotten_list(session, exclusive=False)
     schemes = sql.forgotten_schemes(session)
     if not schemes:  # nobody forgotten: nothing to check (the common case, one tiny query)
         return Screened(list(posts))
