@@ -185,6 +185,10 @@ def test_excel_files_semicolons_bom_and_trailing_empty_columns(tmp_path: Path, d
     assert result.exit_code == 0, result.output
     post = stored(db)["E1"]
     assert post.likes == 1234
+    mac = HEADER.replace(",", ";") + f"\rinstagram;E2;{WHEN};#ihmisensote;a;A;-1\rinstagram;E3;{WHEN};x;b;B;2\r"
+    result = tracker_import(tmp_path, db_url, mac)  # "CSV (Macintosh)": lines end in CR alone
+    assert result.exit_code == 1 and error_lines(result) == ["line 2: likes: must not be negative"]
+    assert stored(db)["E3"].likes == 2
     assert post.created_at == dt.datetime(2023, 2, 9, 10, 0, tzinfo=dt.timezone.utc)  # local time without offset
 
 

@@ -108,6 +108,8 @@ def _csv_problem(exc: csv.Error) -> str:
 
 def _csv_records(text: str) -> Iterator[tuple[int, str, list[str] | str]]:
     """(spreadsheet line, where in the file if different, cells or a problem) per record."""
+    if "\r" in text and "\n" not in text:  # lines ended by CR alone: "CSV (Macintosh)" of old Excel
+        text = text.replace("\r", "\n")
     reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text.split("\n", 1)[0]))
     number = 0
     while True:
