@@ -164,6 +164,8 @@ def test_header_problems_refuse_the_file(tmp_path: Path, db_url: str, db: Databa
         "views, language, kind, hashtags (README: Importing posts); nothing imported")
     result = tracker_import(tmp_path, db_url, b"\xff\xfeplatform\x00\n")
     assert result.exit_code == 2 and "not UTF-8 text" in result.stderr
+    result = tracker_import(tmp_path, db_url, b"PK\x03\x04", name="posts.xlsx")
+    assert result.exit_code == 2 and "a spreadsheet workbook; save it as 'CSV UTF-8'" in result.stderr
     assert stored(db) == {}
 
 

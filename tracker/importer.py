@@ -210,6 +210,8 @@ def detect_format(path: Path, explicit: str | None) -> str:
         return "jsonl"
     if suffix in (".csv", ".txt", ".tsv"):
         return "csv"
+    if suffix in (".xlsx", ".xls", ".ods", ".numbers"):
+        raise ImportFileError(f"{path}: a spreadsheet workbook; save it as 'CSV UTF-8' and import that file")
     raise ImportFileError(f"{path}: cannot tell the format from the name; give --format csv or jsonl")
 
 
