@@ -386,12 +386,15 @@ def test_without_the_key_cli_and_collection_refuse(fakes: Fakes, db_url: str, tm
             "error: forget needs a key: set the environment variable TRACKER_PRIVACY_KEY (at least 16 random "
             "characters, kept the same for the life of the database; nothing erased)"]
         assert traces_of_aino(db, people)
-        result = tracker_cli(["forget", "--author", "aino_k", "--platform", "x"], tmp_path, db_url,
+        result = tracker_cli(["-vv", "forget", "--author", "aino_k", "--platform", "x"], tmp_path, db_url,
                              {"TRACKER_PRIVACY_KEY": PRIVACY_KEY})
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[0] == "forgot x:aino_k"
         assert "deleted 1 reposts of their posts by others; unlinked 2 replies and quotes" in result.stdout
-        assert PRIVACY_KEY not in result.stdout + result.stderr
+        assert PRIVACY_KEY not in result.stdout + result.stderr  # not in the debug log either
+        if db_url.startswith("sqlite:///"):  # nor in the database
+            db.dispose()
+            assert PRIVACY_KEY.encode() not in Path(db_url.removeprefix("sqlite:///")).read_bytes()
 
         monkeypatch.delenv("TRACKER_PRIVACY_KEY")
         before = count(db, Post)
