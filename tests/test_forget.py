@@ -365,7 +365,7 @@ def test_without_the_key_forget_refuses_and_nothing_comes_back(db: Database, mon
     monkeypatch.setenv("TRACKER_PRIVACY_KEY", "another-key-0123456789abcdef")
     with pytest.raises(ForgetKeyError, match="TRACKER_PRIVACY_KEY is not the key the list of forgotten authors"):
         store(db, post("x", "c1", "celia", "Oma #ihmisensote"))
-    with pytest.raises(ForgetKeyError, match="is not the key"):
+    with pytest.raises(ForgetKeyError, match=r"is not the key .*\(nothing erased\)"):
         forget_author(db, "celia", "x")
     assert stored_ids(db) == set()
     monkeypatch.setenv("TRACKER_PRIVACY_KEY", PRIVACY_KEY)

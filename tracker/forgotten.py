@@ -94,7 +94,7 @@ def handle_value(handle: str) -> str:
     return handle.strip().lstrip("@").lower()
 
 
-def require_key(session: Session, key: str | None, *, doing: str,
+def require_key(session: Session, key: str | None, *, doing: str, nothing: str = "nothing stored",
                 schemes: set[str] | None = None) -> ForgetKey | None:
     """The key for this database's forgotten list, or None when the list needs none.
 
@@ -105,11 +105,11 @@ def require_key(session: Session, key: str | None, *, doing: str,
         return ForgetKey(key) if key else None
     if not key:
         raise ForgetKeyError(f"{doing}: the database lists forgotten authors by a keyed hash: set the environment "
-                             f"variable {ENV_PRIVACY_KEY} to the key used by `tracker forget` (nothing stored)")
+                             f"variable {ENV_PRIVACY_KEY} to the key used by `tracker forget` ({nothing})")
     forget_key = ForgetKey(key)
     if not sql.find_forgotten(session, [forget_key.check.digest]):
         raise ForgetKeyError(f"{doing}: {ENV_PRIVACY_KEY} is not the key the list of forgotten authors was made "
-                             "with: set the original key (nothing stored)")
+                             f"with: set the original key ({nothing})")
     return forget_key
 
 

@@ -83,7 +83,7 @@ def forget_author(db: Database, handle: str, platform: str | None = None, *, key
     now = dt.datetime.now(dt.timezone.utc)
     with db.write() as session:
         sql.lock_forgotten_list(session, exclusive=True)  # pages being stored finish first
-        forget_key = forgotten.require_key(session, key, doing="forget")
+        forget_key = forgotten.require_key(session, key, doing="forget", nothing="nothing erased")
         assert forget_key is not None
         matches = sql.find_authors(session, handle, platform)
         if not matches:
