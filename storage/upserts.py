@@ -26,6 +26,10 @@ it against plain driver INSERTs / COPY of the same rows):
   differs; PostgreSQL also leaves such rows out before the insert, as its DO UPDATE locks (writes)
   a row even when the WHERE then says no, and returns them as stored). On SQLite the authors of a
   page are read first and only those that are new or may change are upserted.
+- Each page is stored inside a savepoint. Should the database (or its driver) refuse a value
+  (too long, out of range, not encodable), the page is undone and stored post by post, each in
+  a savepoint of its own: only the refused posts are skipped (`StoreResult.refused`). Clean
+  pages pay two statements for this (SAVEPOINT, RELEASE).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,11 +48,13 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Table, Text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from storage.models import Author, AuthorFollowers, Base, MetricSnapshot, Post, PostSource
 from tracker.posts import NormalisedPost
+
+log = logging.getLogger(__name__)
 
 _SQLITE_MAX_PARAMS = 32_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
 SEEN_STEP = dt.timedelta(hours=1)
@@ -75,12 +82,21 @@ class StoreResult:
     """Already known posts seen again (metrics/text refreshed where newer)."""
     ids: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     """(platform, platform_id) -> posts.id of every stored post."""
+    refused: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+    """(platform, platform_id, why) of each post not stored: refused by the database (see
+    `store_posts`), or by the checks before it (tracker.textsafe, through `ingest`)."""
+
+    @property
+    def skipped(self) -> int:
+        """Posts handed in but not stored (the run's `skipped` counts them)."""
+        return len(self.refused)
 
     def __iadd__(self, other: StoreResult) -> StoreResult:
         self.received += other.received
         self.new += other.new
         self.updated += other.updated
         self.ids.update(other.ids)
+        self.refused += other.refused
         return self
 
 
@@ -490,6 +506,27 @@ class _Writer:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
 
+    def _plain(self, sql: str) -> None:
+        """A statement without parameters or rows, on the DBAPI connection."""
+        if not self.pg:
+            self.sqlite(sql)
+            return
+        try:
+            self.raw.execute(sql)
+        except self.raw.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, self.raw.Error) from exc
+
+    def savepoint(self, name: str) -> None:
+        self._plain(f"SAVEPOINT {name}")
+
+    def rollback_to(self, name: str) -> None:
+        """Undo everything since the savepoint, and drop it."""
+        self._plain(f"ROLLBACK TO SAVEPOINT {name}")
+        self._plain(f"RELEASE SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        self._plain(f"RELEASE SAVEPOINT {name}")
+
     def write(self, stmt: _Insert, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Insert the rows, a chunk per statement; the rows RETURNING gives back."""
         returned: list[Any] = []
@@ -643,13 +680,72 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
     """Upsert posts with their authors, sightings and a metric snapshot each. Idempotent.
 
     Runs inside the caller's transaction: the caller commits (and only then moves a cursor).
+    Should the database refuse a value of the page (`_refused_value`: a value too long, out of
+    range, not encodable), the page is undone (a savepoint) and stored post by post, each in a
+    savepoint of its own: the refused posts are skipped, logged with platform, id and the kind
+    of error (never the values: other people's names and texts), and listed in
+    `StoreResult.refused`; the rest of the page is stored. Any other error (the database gone,
+    locked, a full disk) is raised as it was: nothing is skipped for it.
     """
     received = list(posts)
+    if not received:
+        return StoreResult()
+    writer = _Writer(session)
+    writer.savepoint("tracker_page")
+    try:
+        result = _store_page(writer, received, origin)
+    except Exception as exc:
+        if _refused_value(exc) is None:
+            raise
+        writer.rollback_to("tracker_page")
+        return _store_one_by_one(writer, received, origin)
+    writer.release("tracker_page")
+    return result
+
+
+def _refused_value(exc: BaseException) -> str | None:
+    """The kind of error when `exc` is the database (or its driver) refusing a value of a row
+    (PostgreSQL's data exceptions, class 22; an int or text the driver cannot encode), else None.
+    Only the class name and SQLSTATE: the error's text may quote the value."""
+    orig = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    if isinstance(exc, DataError) or isinstance(orig, (OverflowError, UnicodeError)):
+        sqlstate = getattr(orig, "sqlstate", None)
+        return type(orig).__name__ + (f", SQLSTATE {sqlstate}" if sqlstate else "")
+    return None
+
+
+def _store_one_by_one(writer: _Writer, received: Sequence[NormalisedPost], origin: str) -> StoreResult:
+    """`_store_page` for each post (with its copies) alone, in a savepoint: refused ones skipped."""
+    result = StoreResult(received=len(received))
+    by_key: dict[tuple[str, str], list[NormalisedPost]] = {}
+    for post in received:
+        by_key.setdefault((post.platform, post.platform_id), []).append(post)
+    for (platform, platform_id), copies in by_key.items():
+        writer.savepoint("tracker_post")
+        try:
+            stored = _store_page(writer, copies, origin)
+        except Exception as exc:
+            kind = _refused_value(exc)
+            if kind is None:
+                raise
+            writer.rollback_to("tracker_post")
+            log.warning("%s post %s skipped: the database refused a value of it (%s)",
+                        ascii(platform[:32])[1:-1], ascii(platform_id[:120]), kind)
+            result.refused.append((platform, platform_id, f"the database refused a value of it ({kind})"))
+            continue
+        writer.release("tracker_post")
+        result.new += stored.new
+        result.updated += stored.updated
+        result.ids.update(stored.ids)
+    return result
+
+
+def _store_page(writer: _Writer, received: Sequence[NormalisedPost], origin: str) -> StoreResult:
+    """`store_posts` without the fallback: the page as a whole, or an error."""
     result = StoreResult(received=len(received))
     unique = _newest_by_key(received)
     if not unique:
         return result
-    writer = _Writer(session)
     author_ids = _upsert_authors(writer, unique)
     stamp_value = writer.time(dt.datetime.now(_UTC))
     time, cached_time = writer.time, writer.cached_time

@@ -516,13 +516,21 @@ def test_postgres_new_post_stored_meanwhile_by_another_transaction(pg_url: str,
 
 @pytest.mark.postgres
 def test_postgres_copy_errors_are_reported_as_sqlalchemy_errors(pg_url: str) -> None:
-    from sqlalchemy.exc import DBAPIError
+    """A COPY error is raised as SQLAlchemy's DataError, like any statement's; `store_posts`
+    sorts it as a refused value: that post is skipped, named with the kind of error."""
+    from sqlalchemy.exc import DataError
+
+    from storage import upserts
 
     db = open_database(pg_url)
     try:
-        with pytest.raises(DBAPIError, match="too long"):
+        with pytest.raises(DataError, match="too long"):
             with db.write() as s:
-                store_posts(s, [post(1, platform="p" * 40)])
+                upserts._store_page(upserts._Writer(s), [post(1, platform="p" * 40)], "api")
+        with db.write() as s:
+            result = store_posts(s, [post(1, platform="p" * 40)])
+        [(platform, _, why)] = result.refused
+        assert platform == "p" * 40 and "StringDataRightTruncation, SQLSTATE 22001" in why
         assert count(db, Post) == 0 and count(db, Author) == 0
     finally:
         db.dispose()
