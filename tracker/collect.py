@@ -161,7 +161,7 @@ def _collect_stream(
                 stored_page = ingest(session, page.posts, tagger, privacy=privacy)
                 add_to_run(session, result.run_id, fetched=len(page.posts), new=stored_page.new,
                            updated=stored_page.updated, pages=1, requests=page.requests,
-                           skipped=page.skipped)
+                           skipped=page.skipped + stored_page.skipped)
                 if page.cursor is not None:
                     save_cursor(session, platform, stream, cursor=page.cursor, now=clock())
             result.fetched += len(page.posts)
@@ -169,7 +169,7 @@ def _collect_stream(
             result.updated += stored_page.updated
             result.pages += 1
             result.requests += page.requests
-            result.skipped += page.skipped
+            result.skipped += page.skipped + stored_page.skipped
             if page.oldest and (oldest_stored is None or page.oldest < oldest_stored):
                 oldest_stored = page.oldest
             if progress:
@@ -245,14 +245,15 @@ def refresh_platform(
                 if gone:
                     scrub_deleted_posts(session)  # gone from the platform: keep no text or author
                 add_to_run(session, result.run_id, fetched=len(refreshed.posts), updated=stored.updated,
-                           new=stored.new, pages=1, requests=refreshed.requests, skipped=refreshed.skipped)
+                           new=stored.new, pages=1, requests=refreshed.requests,
+                           skipped=refreshed.skipped + stored.skipped)
             result.fetched += len(refreshed.posts)
             result.updated += stored.updated
             result.new += stored.new
             result.deleted += gone
             result.pages += 1
             result.requests += refreshed.requests
-            result.skipped += refreshed.skipped
+            result.skipped += refreshed.skipped + stored.skipped
             if progress:
                 progress("refresh", result)
             if stop is not None and stop.is_set():
