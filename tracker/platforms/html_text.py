@@ -13,6 +13,8 @@ import re
 
 import nh3
 
+from tracker.display_text import storable_text
+
 # Tags kept through cleaning only so their boundaries can become line breaks.
 _BLOCK_TAGS = {"p", "br", "div", "li", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"}
 # Elements whose content is never readable post text (code, embeds, fallbacks): dropped whole.
@@ -35,7 +37,7 @@ def html_to_text(content: str | None) -> str:
     if not content:
         return ""
     cleaned = nh3.clean(
-        content,
+        storable_text(content),  # nh3 refuses lone surrogates (no UTF-8 form): U+FFFD, as at storage
         tags=_BLOCK_TAGS,
         attributes={},
         clean_content_tags=_DROPPED_WITH_CONTENT,
