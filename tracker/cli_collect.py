@@ -209,8 +209,7 @@ def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
     for line, problem in outcome.refused:
         echo(f"{file}: line {line}: {problem}", err=True)
     if strict and outcome.batch_refused:
-        refused = f"{len(outcome.refused)} rows" if outcome.refused else "the rows stored together"
-        echo(f"{file}: nothing imported (--strict): the database refused {refused}", err=True)
+        echo(f"{file}: nothing imported (--strict): the database refused {len(outcome.refused)} rows", err=True)
         sys.exit(2)
     rejected = len(report.errors) + len(outcome.refused)
     imported, forgotten = outcome.count(report.posts)
