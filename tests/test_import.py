@@ -311,9 +311,9 @@ def raw_store(session: Any, posts: Any) -> Any:
 
 
 def test_a_row_the_database_refuses_is_named_by_line(db: Database) -> None:
-    """The net behind the row checks: values they would stop, handed to the database. The
-    refused rows are named by line with the error's kind only, the rest stored; PostgreSQL also
-    refuses the over-long handle that SQLite keeps."""
+    """The net behind the row checks: values they would stop, handed to the database past the
+    ingest's own clean-up. The refused rows are named by line with the error's kind only, the
+    rest stored; PostgreSQL also refuses the over-long handle that SQLite keeps."""
     posts = [raw_post("R1"), raw_post("R2", likes=10**30), raw_post("R3", handle="h" * 300), raw_post("R4")]
     outcome = store_import(db, posts, [2, 3, 4, 5], raw_store)
     assert [line for line, _ in outcome.refused] == ([3] if db.dialect == "sqlite" else [3, 4])

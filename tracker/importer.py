@@ -19,16 +19,14 @@ import csv
 import datetime as dt
 import io
 import json
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exc as sa_exc
-
 from storage.db import Database
+from storage.upserts import StoreResult
 from tracker.errors import TrackerError
 from tracker.hashtags import campaign_tags, carries_campaign_tag
 from tracker.import_rows import COLUMNS, REQUIRED, BadRow, column_label, row_to_post
@@ -36,8 +34,6 @@ from tracker.posts import NormalisedPost
 
 __all__ = ["COLUMNS", "BadRow", "ImportFileError", "ImportReport", "StoreOutcome", "detect_format",
            "read_import_file", "row_to_post", "store_import"]
-
-log = logging.getLogger(__name__)
 
 
 class ImportFileError(TrackerError):
@@ -255,7 +251,7 @@ class StoreOutcome:
     refused: list[tuple[int, str]] = field(default_factory=list)
     """(line, why) for rows the database (or the checks before it) would not take."""
     batch_refused: bool = False
-    """Some post was refused while storing them together."""
+    """--strict only: some post was refused, so none was stored."""
 
     def count(self, posts: Sequence[NormalisedPost]) -> tuple[int, int]:
         """(rows stored, rows neither stored nor refused: their accounts asked to be forgotten)."""
@@ -264,7 +260,7 @@ class StoreOutcome:
         return stored, max(0, len(posts) - stored - len(refused))
 
 
-Ingest = Callable[[Any, Sequence[NormalisedPost]], Any]
+Ingest = Callable[[Any, Sequence[NormalisedPost]], StoreResult]
 """`tracker.pipeline.ingest` with the tagger and privacy bound: (session, posts) -> StoreResult."""
 
 
@@ -272,23 +268,9 @@ class _Rollback(Exception):
     pass
 
 
-def _refusal(exc: BaseException) -> str | None:
-    """'the database refused it (Kind)' when `exc` is about the row's data, None when it is about
-    the database itself (unreachable, locked: those must stop the import). Only the kind: the
-    error's own text quotes the SQL and the values."""
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError)):
-        return None
-    if isinstance(exc, sa_exc.StatementError):
-        orig = exc.orig if exc.orig is not None else exc
-        return f"the database refused it ({type(orig).__name__})"
-    if isinstance(exc, (ValueError, OverflowError, UnicodeError)):
-        return f"the database refused it ({type(exc).__name__})"
-    return None
-
-
-def _lines_refused(result: Any, lines_of: dict[tuple[str, str], list[int]]) -> list[tuple[int, str]]:
+def _lines_refused(result: StoreResult, lines_of: dict[tuple[str, str], list[int]]) -> list[tuple[int, str]]:
     """The posts `ingest` reports it skipped ((platform, id, why) in `result.refused`), by line."""
-    refused = [(line, why) for platform, platform_id, why in getattr(result, "refused", ())
+    refused = [(line, why) for platform, platform_id, why in result.refused
                for line in lines_of.get((platform, platform_id), ())]
     return sorted(refused)
 
@@ -297,9 +279,10 @@ def store_import(db: Database, posts: Sequence[NormalisedPost], lines: Sequence[
                  *, keep: bool = True) -> StoreOutcome:
     """Store the posts in one transaction; a post the database refuses is named by its line.
 
-    The checks in import_rows keep such values out; this is the net behind them. `ingest`
-    reports the posts it skipped (`result.refused`); should it raise on a refused value instead,
-    every row is tried on its own. `keep=False` (--strict): on any refusal nothing is stored.
+    The checks in import_rows keep such values out; this is the net behind them: `ingest` skips
+    a post the database refuses (storage.upserts.store_posts) and lists it in `result.refused`
+    with the kind of error only. `keep=False` (--strict): on any refusal nothing is stored.
+    Errors of the database itself (unreachable, locked) are raised: they stop the import.
     """
     outcome = StoreOutcome()
     if not posts:
@@ -316,35 +299,5 @@ def store_import(db: Database, posts: Sequence[NormalisedPost], lines: Sequence[
     except _Rollback:
         outcome.batch_refused = True
         return outcome
-    except Exception as exc:  # noqa: BLE001 - sorted by _refusal; anything else is re-raised
-        if _refusal(exc) is None:
-            raise
-        log.info("the database refused the import as a whole (%s); trying row by row", type(exc).__name__)
-        outcome.batch_refused = True
-        return _one_by_one(db, posts, lines, ingest, keep)
     outcome.new, outcome.updated, outcome.stored = result.new, result.updated, set(result.ids)
-    return outcome
-
-
-def _one_by_one(db: Database, posts: Sequence[NormalisedPost], lines: Sequence[int], ingest: Ingest,
-                keep: bool) -> StoreOutcome:
-    outcome = StoreOutcome(batch_refused=True)
-    for post, line in zip(posts, lines):
-        try:
-            with db.write() as session:
-                result = ingest(session, [post])
-                if not keep:
-                    raise _Rollback
-        except _Rollback:
-            continue
-        except Exception as exc:  # noqa: BLE001 - as in store_import
-            problem = _refusal(exc)
-            if problem is None:
-                raise
-            outcome.refused.append((line, problem))
-            continue
-        outcome.refused += _lines_refused(result, {(post.platform, post.platform_id): [line]})
-        outcome.new += result.new
-        outcome.updated += result.updated
-        outcome.stored.update(result.ids)
     return outcome
