@@ -20,6 +20,7 @@ from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -97,7 +98,50 @@ def run_once(app: App, *, clock: Callable[[], dt.datetime] = utcnow, policy: Pol
         release_lock(app, holder)
 
 
-def build_scheduler(worker: Worker, holder: str) -> BlockingScheduler:
+class Stopper:
+    """Stops the scheduler exactly once, from one thread of its own.
+
+    A signal handler (or the heartbeat that lost the lock) only calls `request()`, which sets
+    events and never raises. The stopper thread waits for the request, then for the scheduler
+    to be running (a SIGTERM may arrive during start-up), and calls `shutdown(wait=True)` once:
+    two signals in quick succession used to start two shutdown threads, and the second died
+    with SchedulerNotRunningError; a signal before start-up was ignored and the process ran on.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.sched: BlockingScheduler | None = None
+        self.stop = stop
+        self.requested = threading.Event()
+        self.main_done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="scheduler-stopper", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def request(self) -> None:
+        self.stop.set()  # running jobs end after the page they are storing
+        self.requested.set()
+
+    def _run(self) -> None:
+        self.requested.wait()
+        while self.sched is None or not self.sched.running:  # not started yet, or already stopped
+            if self.main_done.wait(0.05):
+                return
+        try:
+            self.sched.shutdown(wait=True)
+        except SchedulerNotRunningError:  # stopped meanwhile by start() failing: nothing to do
+            pass
+
+    def finish(self) -> None:
+        """After the scheduler's loop returned: wait until running jobs have finished."""
+        self.request()
+        self.main_done.set()
+        self.thread.join()
+
+
+def build_scheduler(worker: Worker, holder: str, stopper: Stopper | None = None) -> BlockingScheduler:
+    """The scheduler with every job; `stopper` (made here if not given) is what stops it."""
+    stopper = stopper or Stopper(worker.stop)
     settings = worker.settings
     sched = BlockingScheduler(
         timezone=settings.campaign.tz,
@@ -134,8 +178,15 @@ def build_scheduler(worker: Worker, holder: str) -> BlockingScheduler:
             mine = locks.heartbeat(session, LOCK_NAME, holder, worker.clock())
         if not mine:
             log.error("the scheduler lock was taken over by another process; stopping")
-            worker.stop.set()
-            threading.Thread(target=sched.shutdown, kwargs={"wait": True}, daemon=True).start()
+            stopper.request()
+
+    def run_sooner(job_id: str, at: dt.datetime) -> None:
+        """Move a job's next run forward to `at` (a retry after a passing failure)."""
+        job = sched.get_job(job_id)
+        if job is not None and (job.next_run_time is None or at < job.next_run_time):
+            sched.modify_job(job_id, next_run_time=at)
+
+    worker.on_retry = run_sooner
 
     sched.add_job(beat, IntervalTrigger(seconds=int(HEARTBEAT.total_seconds())), id="heartbeat",
                   name="lock heartbeat", misfire_grace_time=60)
@@ -146,6 +197,7 @@ def build_scheduler(worker: Worker, holder: str) -> BlockingScheduler:
                   if log.isEnabledFor(logging.DEBUG) else None)
 
     sched.add_listener(on_error, EVENT_JOB_ERROR)
+    stopper.sched = sched
     return sched
 
 
@@ -154,19 +206,22 @@ def run_forever(app: App, *, policy: Policy | None = None) -> None:
     holder = holder_id()
     take_lock(app, holder, utcnow())
     worker = Worker(app, policy=policy)
-    sched = build_scheduler(worker, holder)
+    stopper = Stopper(worker.stop)
+    sched = build_scheduler(worker, holder, stopper)
 
     def stop(signum: int, _frame: Any) -> None:
-        log.warning("received %s: finishing running jobs, then stopping", signal.Signals(signum).name)
-        worker.stop.set()
-        if sched.running:
-            threading.Thread(target=sched.shutdown, kwargs={"wait": True}, daemon=True).start()
+        if not stopper.requested.is_set():
+            log.warning("received %s: finishing running jobs, then stopping", signal.Signals(signum).name)
+        stopper.request()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stopper.start()
     try:
         log.info("scheduler started (%s); jobs: %s", holder, ", ".join(j.id for j in sched.get_jobs()))
-        sched.start()
+        if not stopper.requested.is_set():
+            sched.start()
     finally:
+        stopper.finish()  # running jobs finish before the adapters close and the lock goes
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         worker.close()

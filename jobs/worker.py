@@ -19,7 +19,7 @@ from tracker.collect import PlatformResult, collect_platform, refresh_platform, 
 from tracker.platforms.base import Adapter, Policy
 from tracker.platforms.registry import build_adapter, enabled_platforms
 from tracker.redaction import redact
-from tracker.schedule import collect_interval, next_due
+from tracker.schedule import RETRY_FIRST, collect_interval, is_transient, next_due, retry_delay
 
 if TYPE_CHECKING:
     from tracker.weekly import SendOutcome
@@ -31,14 +31,21 @@ class Worker:
     """Keeps one adapter per platform for the whole process (sessions and logins are reused)."""
 
     def __init__(self, app: App, *, clock: Callable[[], dt.datetime] = utcnow,
-                 stop: threading.Event | None = None, policy: Policy | None = None) -> None:
+                 stop: threading.Event | None = None, policy: Policy | None = None,
+                 retry_first: dt.timedelta = RETRY_FIRST) -> None:
         self.app = app
+        self.retry_first = retry_first
+        """First wait before retrying a job that failed for a passing reason (then doubling)."""
         self.clock = clock
         self.stop = stop or threading.Event()
         self.policy = policy
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
         self._weekly_noted: set[str] = set()
+        self._retries: dict[str, tuple[int, dt.datetime]] = {}
+        """Job key ('collect-x') -> (failures in a row, retry time), for passing failures."""
+        self.on_retry: Callable[[str, dt.datetime], None] | None = None
+        """Set by the scheduler: run the job with this id at this time."""
 
     @property
     def settings(self):  # type: ignore[no-untyped-def]
@@ -75,38 +82,82 @@ class Worker:
 
     def collect(self, platform: str, *, force: bool = False) -> PlatformResult | None:
         """Job `collect-<platform>`: one round if due. Never raises: errors are recorded."""
-        if self.stop.is_set() or not (force or self.collect_due(platform)):
-            return None
-        return self._guard(platform, "collect", lambda adapter: collect_platform(
-            self.app.database(), adapter, tagger=self.app.tagger(), clock=self.clock, stop=self.stop,
-            privacy=self.settings.privacy))
+        return self._job(platform, "collect", force, lambda: collect_interval(self.settings, self.clock()),
+                         lambda adapter: collect_platform(
+                             self.app.database(), adapter, tagger=self.app.tagger(), clock=self.clock,
+                             stop=self.stop, privacy=self.settings.privacy))
 
     def refresh(self, platform: str, *, force: bool = False) -> PlatformResult | None:
         """Job `refresh-metrics`: re-read metrics of recent posts if due."""
-        if self.stop.is_set() or not (force or self.refresh_due(platform)):
-            return None
         max_age = dt.timedelta(days=self.settings.schedule.refresh_max_age_days)
-        return self._guard(platform, "refresh", lambda adapter: refresh_platform(
-            self.app.database(), adapter, max_age=max_age, tagger=self.app.tagger(), clock=self.clock,
-            stop=self.stop, privacy=self.settings.privacy))
+        return self._job(platform, "refresh", force,
+                         lambda: dt.timedelta(minutes=self.settings.schedule.refresh_every_minutes),
+                         lambda adapter: refresh_platform(
+                             self.app.database(), adapter, max_age=max_age, tagger=self.app.tagger(),
+                             clock=self.clock, stop=self.stop, privacy=self.settings.privacy))
 
     def refresh_all(self) -> list[PlatformResult]:
         return [r for p in enabled_platforms(self.settings) if (r := self.refresh(p)) is not None]
 
-    def _guard(self, platform: str, kind: str, work: Callable[[Adapter], PlatformResult]) -> PlatformResult | None:
-        """A failure that escapes the collection loop (bad credentials at start-up, a database
-        outage) is logged with context and recorded as a failed run; the scheduler goes on."""
+    def _job(self, platform: str, kind: str, force: bool, interval: Callable[[], dt.timedelta],
+             work: Callable[[Adapter], PlatformResult]) -> PlatformResult | None:
+        """Run `work` if due. A job that failed for a passing reason (database locked or
+        unreachable, platform 5xx) is due again after `retry_delay` (1, 2, 4 ... minutes), not
+        after its whole interval; the scheduler is asked to run it then (`on_retry`)."""
+        key = f"{kind}-{platform}"
+        if self.stop.is_set():
+            return None
         try:
-            return work(self.adapter(platform))
+            if not force:
+                retry = self._retries.get(key)
+                if retry is not None:
+                    if self.clock() < retry[1]:
+                        return None
+                elif not self._due(platform, kind, interval()):
+                    return None
+            result, failure = self._guard(platform, kind, work)
+        except Exception as exc:  # noqa: BLE001 - the due check itself met a database outage
+            log.error("job %s failed: %s", key, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            result, failure = None, exc
+        transient = is_transient(failure) if result is None and failure is not None else (
+            result is not None and result.transient and result.status in ("failed", "partial"))
+        if transient and not self.stop.is_set():
+            self._schedule_retry(key, kind, interval())
+        else:
+            self._retries.pop(key, None)
+        return result
+
+    def _schedule_retry(self, key: str, kind: str, interval: dt.timedelta) -> None:
+        failures = self._retries.get(key, (0, self.clock()))[0] + 1
+        at = self.clock() + retry_delay(failures, interval, self.retry_first)
+        self._retries[key] = (failures, at)
+        log.warning("job %s failed for a passing reason: retry %d at %s UTC", key, failures,
+                    at.strftime("%H:%M:%S"))
+        if self.on_retry is not None:
+            self.on_retry("refresh-metrics" if kind == "refresh" else key, at)
+
+    def retry_at(self, platform: str, kind: str) -> dt.datetime | None:
+        """When a job that failed for a passing reason is tried again (None: no retry pending)."""
+        retry = self._retries.get(f"{kind}-{platform}")
+        return retry[1] if retry else None
+
+    def _guard(self, platform: str, kind: str, work: Callable[[Adapter], PlatformResult],
+               ) -> tuple[PlatformResult | None, Exception | None]:
+        """(result, None), or (None, the failure) for a failure that escapes the collection loop
+        (bad credentials at start-up, a database outage): it is logged as one line (the
+        traceback with -vv) and recorded as a failed run when the database allows."""
+        try:
+            return work(self.adapter(platform)), None
         except Exception as exc:  # noqa: BLE001
             log.error("job %s-%s failed: %s", kind, platform, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             try:
                 with self.app.database().write() as session:
                     run_id = start_run(session, platform, kind, self.clock())
                     finish_run(session, run_id, "failed", self.clock(), error=redact(str(exc))[:2000])
-            except Exception:  # noqa: BLE001 - the database itself may be what failed
-                log.exception("could not record the failed %s run of %s", kind, platform)
-            return None
+            except Exception as again:  # noqa: BLE001 - the database itself may be what failed
+                log.error("could not record the failed %s run of %s: %s", kind, platform, again,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+            return None, exc
 
     def weekly(self) -> SendOutcome | None:
         """Job `weekly-report`: the previous week's email once this week's send time has passed,

@@ -21,11 +21,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.sqlite_tuning import memory_statistics_off
-from tracker.errors import DatabaseError
+from tracker.errors import DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Database:
 
     def __init__(self, url: str, *, sqlite_busy_timeout: float = 60.0, **engine_kwargs: Any) -> None:
         self.url = url
+        self.sqlite_busy_timeout = sqlite_busy_timeout
         self.engine = make_engine(url, sqlite_busy_timeout=sqlite_busy_timeout, **engine_kwargs)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
         self._read = sessionmaker(self.engine, expire_on_commit=False)
@@ -97,19 +99,39 @@ class Database:
     @property
     def display_url(self) -> str:
         """The URL with any password hidden, for messages."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return self.display(self.url)
+
+    @staticmethod
+    def display(url: str) -> str:
+        """`url` with any password hidden, for messages."""
+        return make_url(url).render_as_string(hide_password=True)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for queries; rolled back at the end."""
-        with self._read() as session:
+        """A session for queries; rolled back at the end. Raises DatabaseUnavailable (not a
+        driver error) when the database is locked, unreachable, full or read-only."""
+        with self.translated(), self._read() as session:
             yield session
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on error."""
-        with self._write() as session, session.begin():
+        """A session that commits on success and rolls back on error (DatabaseUnavailable as
+        in `read`)."""
+        with self.translated(), self._write() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def translated(self) -> Iterator[None]:
+        """Turn a driver error that means 'the database cannot be used right now' into
+        DatabaseUnavailable: one line naming the database and what to do, without the SQL or
+        its parameters (they may hold other people's data). Other errors pass unchanged."""
+        try:
+            yield
+        except (DBAPIError, PoolTimeout) as exc:
+            problem = unavailable(exc, self.display_url, self.sqlite_busy_timeout)
+            if problem is None:
+                raise
+            raise problem from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -129,7 +151,8 @@ class Database:
             with self.engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
         except OperationalError as exc:
-            raise DatabaseError(f"cannot open database {self.display_url}: {_short(exc)}") from None
+            problem = unavailable(exc, self.display_url, self.sqlite_busy_timeout)
+            raise problem or DatabaseError(f"cannot open database {self.display_url}: {_short(exc)}") from None
         return SchemaState(current, head)
 
     def upgrade(self, revision: str = "head") -> SchemaState:
@@ -164,7 +187,8 @@ class Database:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         except SQLAlchemyError as exc:
-            raise DatabaseError(f"migrating {self.display_url} failed: {_short(exc)}") from None
+            problem = unavailable(exc, self.display_url, self.sqlite_busy_timeout)
+            raise problem or DatabaseError(f"migrating {self.display_url} failed: {_short(exc)}") from None
         return self.schema_state()
 
     def _check_upgradable(
@@ -194,6 +218,67 @@ class Database:
         from storage.models import Base
 
         return bool(names & set(Base.metadata.tables))
+
+
+_PG_UNREACHABLE = ("08", "57P01", "57P02", "57P03")  # connection exceptions, server shutting down
+"""SQLSTATE prefixes of PostgreSQL errors that mean the server went away or refuses connections."""
+
+
+def unavailable(exc: BaseException, where: str, busy_timeout: float | None = None) -> DatabaseUnavailable | None:
+    """DatabaseUnavailable for a driver error that means the database cannot be used right now,
+    else None. Accepts SQLAlchemy's wrapped errors and raw DBAPI ones (sqlite3, psycopg)."""
+    if isinstance(exc, PoolTimeout):
+        return DatabaseUnavailable(f"database {where}: no free connection in time (too many at once): "
+                                   "try again shortly")
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = _short(exc).lower()
+    module = type(orig).__module__.split(".")[0]
+    sqlstate = str(getattr(orig, "sqlstate", "") or "")
+    if module == "sqlite3":
+        if "locked" in first or "busy" in first:
+            waited = f" for {busy_timeout:g} s" if busy_timeout else ""
+            return DatabaseUnavailable(
+                f"database {where} is locked by another process (waited{waited}): try again later, "
+                "or raise [storage] sqlite_busy_timeout")
+        if "disk is full" in first or "disk full" in first:
+            return DatabaseUnavailable(f"database {where}: the disk is full: free some space, then try again")
+        if "readonly" in first or "read-only" in first:
+            return DatabaseUnavailable(
+                f"database {where} is read-only: give the tracker's user write access to the file "
+                "and its folder", transient=False)
+        if "unable to open" in first:
+            return DatabaseUnavailable(
+                f"cannot open database {where}: check that its folder exists and is writable",
+                transient=False)
+        if "disk i/o error" in first:
+            return DatabaseUnavailable(f"database {where}: disk I/O error: check the disk, then try again")
+        return None
+    if module == "psycopg":
+        if sqlstate == "53100" or "no space left" in first:
+            return DatabaseUnavailable(f"database {where}: the server's disk is full: free some space, "
+                                       "then try again")
+        if sqlstate == "25006":
+            return DatabaseUnavailable(f"database {where} is read-only (a standby, or "
+                                       "default_transaction_read_only): point the tracker at the primary",
+                                       transient=False)
+        if sqlstate in ("55P03", "40P01", "40001") or sqlstate.startswith("53"):
+            return DatabaseUnavailable(f"database {where} is busy ({_short(exc)}): try again later")
+        connection_kind = any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(orig).__mro__)
+        if sqlstate.startswith(_PG_UNREACHABLE) or (not sqlstate and connection_kind):
+            return DatabaseUnavailable(f"cannot open database {where}: {_short(exc)}: check that the "
+                                       "server is running and reachable, then try again")
+    return None
+
+
+def is_driver_error(exc: BaseException) -> bool:
+    """True for an error raised by SQLAlchemy or a database driver (its text may hold SQL and
+    parameters: show `short_error` instead)."""
+    return isinstance(exc, SQLAlchemyError) or type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg")
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of a driver error, without SQL or parameters."""
+    return _short(exc)
 
 
 def _short(exc: BaseException) -> str:

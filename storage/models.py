@@ -225,7 +225,8 @@ class CollectionRun(Base):
     started_at: Mapped[dt.datetime]
     finished_at: Mapped[dt.datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="running")
-    """'running', 'ok', 'partial' (some streams failed), 'rate_limited', 'failed'."""
+    """'running', 'ok', 'partial' (some streams failed), 'rate_limited', 'failed', 'stopped',
+    'interrupted' (its process ended without finishing it)."""
     fetched: Mapped[int] = mapped_column(Integer, default=0)
     new: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
@@ -234,6 +235,12 @@ class CollectionRun(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     resume_at: Mapped[dt.datetime | None]
+    host: Mapped[str | None] = mapped_column(String(255))
+    """Host name and process id of the process running it: a 'running' run whose process is
+    gone was interrupted (kill -9, power cut)."""
+    pid: Mapped[int | None] = mapped_column(Integer)
+    progress_at: Mapped[dt.datetime | None]
+    """Start, then each stored page: a run elsewhere that stopped progressing long ago is stale."""
 
 
 class CollectionCursor(Base):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,28 +15,71 @@ from storage.models import CollectionCursor, CollectionRun, Gap, Post
 from storage.upserts import _insert
 
 STALE_RUN = dt.timedelta(hours=6)
+"""A 'running' run with no recorded process (made before schema 0005) is dead after this."""
+STALE_ELSEWHERE = dt.timedelta(hours=1)
+"""A 'running' run of another host that stored no page for this long is taken as dead (pages
+take seconds; the longest waits a run makes, for a rate limit or retries, take minutes)."""
+INTERRUPTED = "the process stopped before the run finished"
+
+
+def this_process() -> tuple[str, int]:
+    return socket.gethostname(), os.getpid()
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def run_is_dead(run: CollectionRun, now: dt.datetime, host: str | None = None) -> bool:
+    """True for a 'running' run whose process is gone: on this host its pid no longer exists;
+    elsewhere (or after a pid was reused) it stored nothing for STALE_ELSEWHERE; a run from
+    before processes were recorded, STALE_RUN after it started."""
+    if run.status != "running":
+        return False
+    host = host or socket.gethostname()
+    if run.host is None or run.pid is None:
+        return run.started_at < now - STALE_RUN
+    if run.host == host and not process_exists(run.pid):
+        return True
+    return (run.progress_at or run.started_at) < now - STALE_ELSEWHERE
+
+
+def mark_interrupted(session: Session, now: dt.datetime) -> int:
+    """Record 'running' runs whose process is gone as 'interrupted'; how many."""
+    running = session.scalars(select(CollectionRun).where(CollectionRun.status == "running")).all()
+    dead = [run.id for run in running if run_is_dead(run, now)]
+    if dead:
+        session.execute(update(CollectionRun).where(CollectionRun.id.in_(dead),
+                                                    CollectionRun.status == "running")
+                        .values(status="interrupted", error=INTERRUPTED))
+    return len(dead)
 
 
 def start_run(session: Session, platform: str, kind: str, now: dt.datetime) -> int:
-    """Record a run as 'running'; runs of this platform still 'running' after STALE_RUN were
-    killed (a crash or kill -9) and are marked 'interrupted'."""
-    session.execute(
-        update(CollectionRun)
-        .where(CollectionRun.platform == platform, CollectionRun.kind == kind,
-               CollectionRun.status == "running", CollectionRun.started_at < now - STALE_RUN)
-        .values(status="interrupted", error="the process stopped before the run finished")
-    )
-    run = CollectionRun(platform=platform, kind=kind, started_at=now, status="running")
+    """Record a run as 'running' by this process; runs whose process is gone (a crash or
+    kill -9) are marked 'interrupted' first."""
+    mark_interrupted(session, now)
+    host, pid = this_process()
+    run = CollectionRun(platform=platform, kind=kind, started_at=now, status="running", host=host[:255],
+                        pid=pid, progress_at=now)
     session.add(run)
     session.flush()
     return run.id
 
 
-def add_to_run(session: Session, run_id: int, **counts: int) -> None:
-    """Add page counts to a run (in the page's own transaction, so counts match what is stored)."""
-    values = {name: getattr(CollectionRun, name) + value for name, value in counts.items() if value}
-    if values:
-        session.execute(update(CollectionRun).where(CollectionRun.id == run_id).values(**values))
+def add_to_run(session: Session, run_id: int, now: dt.datetime | None = None, **counts: int) -> None:
+    """Add page counts to a run (in the page's own transaction, so counts match what is stored);
+    `now` records the progress (see STALE_ELSEWHERE)."""
+    values: dict[str, Any] = {name: getattr(CollectionRun, name) + value for name, value in counts.items() if value}
+    values["progress_at"] = now or dt.datetime.now(dt.timezone.utc)
+    session.execute(update(CollectionRun).where(CollectionRun.id == run_id).values(**values))
 
 
 def finish_run(

@@ -11,7 +11,7 @@ import click
 from tracker import __version__
 from tracker.app import App, setup_logging
 from tracker.errors import SettingsError, TrackerError
-from tracker.output import FORMATS, emit
+from tracker.output import FORMATS, echo, emit, is_broken_pipe, reader_gone
 from tracker.redaction import redact
 
 log = logging.getLogger("tracker")
@@ -24,17 +24,37 @@ class TrackerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TrackerError as exc:
-            click.echo(f"error: {redact(str(exc))}", err=True)
+            echo(f"error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            echo("interrupted", err=True)
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - last resort: one line, details with -vv
+            from storage.db import is_driver_error, short_error, unavailable
+
+            if is_broken_pipe(exc):  # `tracker ... | head`: the reader has what it wanted
+                reader_gone()
             log.debug("unexpected error", exc_info=True)
-            click.echo(f"error: unexpected {type(exc).__name__}: {redact(str(exc))} (run with -vv for details)", err=True)
+            problem = unavailable(exc, _database_name(ctx))
+            if problem is not None:  # a query outside the storage sessions (summaries, exports)
+                echo(f"error: {redact(str(problem))}", err=True)
+                ctx.exit(problem.exit_code)
+            text = short_error(exc) if is_driver_error(exc) else str(exc)  # never the SQL or its parameters
+            echo(f"error: unexpected {type(exc).__name__}: {redact(text)} (run with -vv for details)", err=True)
             ctx.exit(1)
+
+
+def _database_name(ctx: click.Context) -> str:
+    """The database as messages name it (password hidden), or 'the database' when unknown."""
+    app = ctx.find_object(App)
+    try:
+        from storage.db import Database
+
+        return Database.display(app.settings.database_url) if app is not None else "the database"
+    except Exception:  # noqa: BLE001 - only for a message
+        return "the database"
 
 
 pass_app = click.make_pass_decorator(App)
@@ -87,25 +107,25 @@ def settings_check(app: App) -> None:
         settings = app.settings
     except SettingsError as exc:
         for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
+            echo(f"error: {problem}", err=True)
         sys.exit(exc.exit_code)
     stops = settings.tour.stops
     undated = [s.id for s in stops if s.date is None]
     enabled = [name for name in ("x", "mastodon", "bluesky") if getattr(settings.platforms, name).enabled]
-    click.echo(f"settings: {settings.path}")
-    click.echo(f"campaign: {settings.campaign.name} (#{', #'.join(settings.campaign.hashtags)}), "
+    echo(f"settings: {settings.path}")
+    echo(f"campaign: {settings.campaign.name} (#{', #'.join(settings.campaign.hashtags)}), "
                f"timezone {settings.campaign.timezone}, report language {settings.campaign.language}")
-    click.echo(f"tour: {len(stops)} stops, {len(stops) - len(undated)} with a date; "
+    echo(f"tour: {len(stops)} stops, {len(stops) - len(undated)} with a date; "
                f"window {settings.tagging.days_before} days before to {settings.tagging.days_after} after")
-    click.echo(f"platforms enabled: {', '.join(enabled) or 'none'}")
+    echo(f"platforms enabled: {', '.join(enabled) or 'none'}")
     from storage.db import Database
 
-    click.echo(f"database: {Database(settings.database_url).display_url}")
+    echo(f"database: {Database(settings.database_url).display_url}")
     if undated:
-        click.echo(f"warning: {len(undated)} stops have no date yet (fill them in): {', '.join(undated)}")
+        echo(f"warning: {len(undated)} stops have no date yet (fill them in): {', '.join(undated)}")
     for variable in settings.missing_secrets():
-        click.echo(f"warning: environment variable {variable} is not set", err=True)
-    click.echo("settings OK")
+        echo(f"warning: environment variable {variable} is not set", err=True)
+    echo("settings OK")
 
 
 # -- database ----------------------------------------------------------------------------------
@@ -135,9 +155,9 @@ def db_upgrade(app: App, revision: str) -> None:
     finally:
         db.dispose()
     if before.current == after.current:
-        click.echo(f"database {db.display_url} is up to date (schema {after.current})")
+        echo(f"database {db.display_url} is up to date (schema {after.current})")
     else:
-        click.echo(f"database {db.display_url} upgraded: {before.current or '(empty)'} -> {after.current}")
+        echo(f"database {db.display_url} upgraded: {before.current or '(empty)'} -> {after.current}")
 
 
 @db_group.command("status")
@@ -153,7 +173,7 @@ def db_status(app: App) -> None:
 
     db = app.database()
     state = db.schema_state()
-    click.echo(f"database: {db.display_url} ({db.dialect}), schema {state.current} (code needs {state.head})")
+    echo(f"database: {db.display_url} ({db.dialect}), schema {state.current} (code needs {state.head})")
     with db.read() as session:
         counts = row_counts(session)
     emit([{"table": k, "rows": v} for k, v in sorted(counts.items())], [("table", "Table"), ("rows", "Rows")])
@@ -217,7 +237,15 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="tracker")
+    """The `tracker` command. Output to a pipe whose reader went away (`| head`) ends quietly
+    with exit code 141 (128 + SIGPIPE), like other commands in a pipeline."""
+    try:
+        try:
+            cli(prog_name="tracker")
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, so a closed pipe is seen below
+    except BrokenPipeError:
+        reader_gone()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ import click
 
 from tracker.app import App
 from tracker.errors import TrackerError
+from tracker.output import echo
 
 pass_app = click.make_pass_decorator(App)
 
@@ -66,24 +67,25 @@ def weekly(app: App, week, send: bool, out_dir: str | None, force: bool) -> None
     db = app.database()
     if out_dir:
         path = write_eml(build_message(db, settings, week, now), out_dir, week)
-        click.echo(f"wrote {path}")
+        echo(f"wrote {path}")
     elif send:
         if unfinished and not force:
             raise TrackerError(f"week {week.label} is not over yet (it ends {end.astimezone(settings.campaign.tz):%Y-%m-%d %H:%M}); "
                                "preview it without --send, or use --force to send it anyway")
         outcome = send_weekly(db, settings, week, now=now, force=force)
         if outcome.status == "in-progress":
-            click.echo(f"error: {outcome.text}", err=True)
+            echo(f"error: {outcome.text}", err=True)
             sys.exit(1)
-        click.echo(outcome.text)
+        echo(outcome.text)
     else:
         message = build_message(db, settings, week, now)
-        click.echo(f"Subject: {message['Subject']}")
-        click.echo(f"To: {message['To']}\n")
-        click.echo(message.get_body(("plain",)).get_content(), nl=False)  # type: ignore[union-attr]
+        echo(f"Subject: {message['Subject']}")
+        echo(f"To: {message['To']}")
+        echo()
+        echo(message.get_body(("plain",)).get_content(), nl=False, multiline=True)  # type: ignore[union-attr]
         state = report_state(db, settings, week) if settings.email.recipients else None
         status = f"already {state.status}" if state else "not sent yet"
         note = " (the week is not over yet)" if unfinished else ""
         due = send_moment(settings, week.next()).astimezone(settings.campaign.tz)
-        click.echo(f"preview of {week.label}{note}: {status} to these recipients; the scheduler sends it "
+        echo(f"preview of {week.label}{note}: {status} to these recipients; the scheduler sends it "
                    f"from {due:%Y-%m-%d %H:%M} on; --send emails it now, --out DIR saves it", err=True)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from tracker.app import App
-from tracker.output import FORMATS, emit
+from tracker.output import FORMATS, echo, emit
 from tracker.settings import Settings
 
 pass_app = click.make_pass_decorator(App)
@@ -153,7 +153,7 @@ def export(app: App, fmt: str, out: str, platform: str | None, date_from: dt.dat
                          platform=platform, period=to_period(settings, date_from, date_to),
                          pseudonymise=pseudonymise)
     for path in paths:
-        click.echo(f"wrote {path}")
+        echo(f"wrote {path}")
 
 
 @click.group("report")
@@ -181,7 +181,7 @@ def report_html(app: App, out: str, platform: str | None, top_n: int, date_from:
     settings = app.settings
     path = write_report(app.database(), settings, out, platform=platform,
                         period=to_period(settings, date_from, date_to), top_n=top_n)
-    click.echo(f"wrote {path}")
+    echo(f"wrote {path}")
 
 
 @report.command("charts")
@@ -202,7 +202,7 @@ def report_charts(app: App, out_dir: str, platform: str | None, date_from: dt.da
     settings = app.settings
     charts = campaign_charts(app.database(), settings, platform, to_period(settings, date_from, date_to))
     for path in write_charts(charts, out_dir):
-        click.echo(f"wrote {path}")
+        echo(f"wrote {path}")
 
 
 COMMANDS = (summary, export, report)

@@ -8,6 +8,7 @@ import click
 
 from tracker.app import App
 from tracker.errors import TrackerError
+from tracker.output import echo
 
 pass_app = click.make_pass_decorator(App)
 
@@ -29,7 +30,7 @@ def tag(app: App, everything: bool) -> None:
     from tracker.retag import retag
 
     count = retag(app.database(), app.tagger(), only_untagged=not everything)
-    click.echo(f"tagged {count} posts")
+    echo(f"tagged {count} posts")
 
 
 @click.command("tag-file")
@@ -90,8 +91,8 @@ def attribute(app: App, post_ref: str, stop: str) -> None:
             clear_manual_attribution(session, post.id)
             [row] = tag_rows(app.tagger(), [PostToTag(post.id, post.text, list(post.hashtags or []), post.created_at)])
             store_tags(session, [row], now)
-            click.echo(f"post {post.id}: automatic again: {row.stop_id or 'no visit'} ({row.method})")
+            echo(f"post {post.id}: automatic again: {row.stop_id or 'no visit'} ({row.method})")
             return
         local = post.created_at.astimezone(settings.campaign.tz).date()
         set_manual_attribution(session, post.id, None if stop == "none" else stop, local, now)
-        click.echo(f"post {post.id}: attributed to {stop} by hand")
+        echo(f"post {post.id}: attributed to {stop} by hand")

@@ -32,6 +32,7 @@ from tracker.errors import TrackerError
 from tracker.pipeline import TaggerLike, ingest
 from tracker.platforms.base import Adapter, AuthFailed, KnownPost, PlatformError, RateLimited
 from tracker.redaction import redact
+from tracker.schedule import is_transient
 from tracker.settings import Privacy, Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class PlatformResult:
     """Streams not polled because a rate limit told us to wait."""
     errors: list[str] = field(default_factory=list)
     resume_at: dt.datetime | None = None
+    transient: bool = False
+    """A failure here may pass (database locked, platform 5xx): the scheduler retries soon."""
 
     def line(self) -> str:
         parts = [f"fetched {self.fetched}", f"new {self.new}", f"updated {self.updated}"]
@@ -208,6 +211,7 @@ def _stream_failed(
     message = redact(f"{stream}: {message}")  # a server may quote a secret back, in any encoding
     log.warning("%s: %s", platform, message)
     result.errors.append(message)
+    result.transient = result.transient or is_transient(exc)
     result.gaps += 1
     now = clock()
     end = oldest_stored if oldest_stored and (completed_at is None or oldest_stored > completed_at) else now
@@ -265,6 +269,7 @@ def refresh_platform(
     except (PlatformError, TrackerError) as exc:
         status = "failed"
         result.errors.append(redact(str(exc)))
+        result.transient = is_transient(exc)
     except Exception as exc:  # noqa: BLE001
         log.exception("%s: unexpected error while refreshing metrics", platform)
         status = "failed"

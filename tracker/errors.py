@@ -21,3 +21,12 @@ class DatabaseError(TrackerError):
     """The database cannot be used as it is (unreachable, schema behind or ahead of the code)."""
 
     exit_code = 3
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached or written right now (locked, unreachable, disk full,
+    read-only). `transient`: waiting and trying again may help, so the scheduler retries soon."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -7,13 +7,15 @@ from typing import Any
 
 from storage.db import Database
 from storage.queries import last_runs, open_gaps, post_totals, posts_per_stop
-from storage.runs import cursors
+from storage.runs import INTERRUPTED, cursors, run_is_dead
 from tracker.platforms.registry import PLATFORMS
 from tracker.schedule import collect_interval, next_due
 from tracker.settings import Settings
 
 
 def collection_status(db: Database, settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]:
+    """A run still 'running' whose process is gone (kill -9) shows as 'interrupted' (the next
+    run records it so)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     with db.read() as session:
         runs = {(r.platform, r.kind): r for r in last_runs(session)}
@@ -31,15 +33,16 @@ def collection_status(db: Database, settings: Settings, now: dt.datetime | None 
         enabled = getattr(settings.platforms, platform).enabled
         for kind in ("collect", "refresh"):
             run = runs.get((platform, kind))
+            dead = run is not None and run_is_dead(run, now)
             if run is None and not enabled:
                 continue
             platforms.append({
                 "platform": platform, "enabled": enabled, "kind": kind,
                 "started": run.started_at if run else None,
                 "finished": run.finished_at if run else None,
-                "status": run.status if run else "never run",
+                "status": ("interrupted" if dead else run.status) if run else "never run",
                 "fetched": run.fetched if run else 0, "new": run.new if run else 0,
-                "pages": run.pages if run else 0, "error": run.error if run else None,
+                "pages": run.pages if run else 0, "error": (INTERRUPTED if dead else run.error) if run else None,
                 "next_due": next_due(run.started_at if run else None, intervals[kind], resume.get(platform))
                 if enabled else None,
             })

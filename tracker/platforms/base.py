@@ -78,6 +78,15 @@ class RateLimited(PlatformError):
 class FetchFailed(PlatformError):
     """Retries are exhausted (5xx storm, timeouts, connection errors) or the error is final."""
 
+    transient = False
+    """True when retries ran out on errors that pass (the scheduler then tries again soon)."""
+
+
+class RetriesExhausted(FetchFailed):
+    """A 5xx storm, timeouts or connection errors outlasted the retries: worth trying later."""
+
+    transient = True
+
 
 class AuthFailed(PlatformError):
     """Credentials are missing or rejected; retrying will not help."""
@@ -194,7 +203,7 @@ def call_with_policy(
                 continue
             if isinstance(verdict, Retry):
                 if attempts > policy.max_retries:
-                    raise FetchFailed(f"{what}: giving up after {attempts} attempts: {verdict}") from exc
+                    raise RetriesExhausted(f"{what}: giving up after {attempts} attempts: {verdict}") from exc
                 delay = policy.backoff(attempts - 1)
                 log.warning("%s: %s; retry %d in %.1f s", what, verdict, attempts, delay)
                 policy.sleep(delay)
