@@ -93,16 +93,17 @@ def _seed_mastodon(fakes: Fakes) -> Seeded:
 
 
 def _seed_bluesky(fakes: Fakes) -> Seeded:
-    """No lone surrogate here: the AT Protocol's data is UTF-8 (a real AppView cannot hold one),
-    and the atproto client refuses a response with a lone-surrogate escape as invalid JSON."""
+    """The atproto client parses JSON with pydantic_core, which refuses a whole body holding a
+    lone-surrogate escape: the adapter's transport repairs such a body first."""
     s = Seeded()
     b = fakes.bsky
     bob = b.add_account("bob.bsky.social", followers=55)
     long_named = b.add_account("pitka.bsky.social", display_name=LONG_NAME)
-    hostile = b.add_account("mallory.bsky.social", display_name=HOSTILE_NAME.replace("\udfff", "\u202e"))
+    hostile = b.add_account("mallory.bsky.social", display_name=HOSTILE_NAME)
     b.add_account("outsider.bsky.social", did="did:plc:" + "z" * 600)
     for i in range(5):
         s.good.append(b.add_post(bob.handle, f"Hyvä {i} {TAG}", created_at=hours_ago(30 - i)))
+    s.hostile[b.add_post(hostile.handle, SURROGATE_TEXT, created_at=hours_ago(21))] = "Kiertue \ufffd Tampereella"
     s.hostile[b.add_post(hostile.handle, f"Kiertue \x1b[2J\u202e Tampereella {TAG}",
                          created_at=hours_ago(20))] = "Kiertue \x1b[2J\u202e Tampereella"
     s.hostile[b.add_post(hostile.handle, NUL_TEXT, created_at=hours_ago(19))] = "Kiertue Oulussa"
@@ -158,9 +159,7 @@ def test_hostile_posts_are_stored_sanitised_and_never_stop_collection(
         assert long_named.display_name.startswith("Ä" * 500)
         hostile = _author(db, platform, "mallory")
         assert hostile.display_name is not None and "\x00" not in hostile.display_name
-        assert hostile.display_name.startswith("Mallory")
-        if platform != "bluesky":
-            assert "\ufffd" in hostile.display_name
+        assert hostile.display_name.startswith("Mallory") and "\ufffd" in hostile.display_name
         with db.read() as s:  # tagged like any post: the areas read from the sanitised text
             tagged = s.scalar(select(func.count()).select_from(Attribution))
         assert tagged == 0 or tagged == len(texts)
@@ -335,3 +334,23 @@ def test_safe_post_rules() -> None:
     out = safe_posts([_post(1), _post(2, platform_id="x" * 600)])
     assert [p.platform_id for p in out.posts] == ["p1"]
     assert out.refused == [Refused("x", "x" * 600, "id has 600 characters, at most 512 fit")]
+
+
+def test_json_with_a_lone_surrogate_is_repaired_for_the_bluesky_client() -> None:
+    """What the Bluesky adapter's transport hands the atproto client (which parses with
+    pydantic_core, refusing a lone-surrogate escape): valid JSON, values otherwise the same."""
+    import json
+
+    import pydantic_core
+
+    from tracker.platforms.json_transport import repaired_json
+
+    hostile = json.dumps({"posts": [{"text": "a\ud800b", "\udc00key": ["\ud83d\ude00", "c\\ud800"]}], "n": 1.5})
+    with pytest.raises(ValueError):
+        pydantic_core.from_json(hostile.encode())
+    fixed = repaired_json(hostile.encode())
+    assert fixed is not None
+    assert pydantic_core.from_json(fixed) == {"posts": [{"text": "a\ufffdb", "\ufffdkey": ["\U0001f600", "c\\ud800"]}],
+                                              "n": 1.5}
+    assert repaired_json(json.dumps({"text": "Hyvä \x00"}).encode()) is None  # nothing to repair: untouched
+    assert repaired_json(b'{"text": "\\ud800", broken') is None  # not JSON: the client reports it

@@ -194,17 +194,18 @@ def make_jwt(payload: Mapping[str, Any]) -> str:
 
 
 def _tag_facets(text: str, tags: Iterable[str] | None) -> list[dict[str, Any]]:
-    """Tag facets as the official app writes them (byte offsets into UTF-8 text)."""
+    """Tag facets as the official app writes them (byte offsets into UTF-8 text; a hostile
+    post's lone surrogate counts as the 3 bytes a lenient encoder writes)."""
     facets = []
-    encoded = text.encode()
+    encoded = text.encode("utf-8", "surrogatepass")
     wanted = None if tags is None else [t.lstrip("#") for t in tags]
     found: list[str] = []
     for match in _TAG_IN_TEXT.finditer(text):
         tag = match.group(1)
         if tag.isdigit() or (wanted is not None and tag.lower() not in {w.lower() for w in wanted}):
             continue
-        start = len(text[: match.start()].encode())
-        facets.append(_facet(start, start + len(match.group(0).encode()), tag))
+        start = len(text[: match.start()].encode("utf-8", "surrogatepass"))
+        facets.append(_facet(start, start + len(match.group(0).encode("utf-8", "surrogatepass")), tag))
         found.append(tag.lower())
     for tag in wanted or ():
         if tag.lower() not in found:  # tag not in the text: a facet anyway (clients may do this)
@@ -463,7 +464,7 @@ class BlueskyServer(LocalServer):
 
     @staticmethod
     def _cid(uri: str, text: str) -> str:
-        digest = base64.b32encode(hashlib.sha256(f"{uri}\n{text}".encode()).digest()).decode().lower().rstrip("=")
+        digest = base64.b32encode(hashlib.sha256(f"{uri}\n{text}".encode("utf-8", "surrogatepass")).digest()).decode().lower().rstrip("=")
         return "bafyrei" + digest[:52]
 
     def _strong_ref(self, uri: str) -> dict[str, str]:

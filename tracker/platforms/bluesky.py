@@ -39,6 +39,7 @@ from tracker.platforms.base import (
     WaitRateLimit,
     call_with_policy,
 )
+from tracker.platforms.json_transport import SurrogateSafeTransport
 from tracker.posts import Author, Metrics, NormalisedPost, PostKind
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class BlueskyAdapter:
         self._session_string = session_string
         self._requests = 0
         self._profiles: dict[str, tuple[datetime, int | None]] = {}
-        request = Request(timeout=timeout, event_hooks={"request": [self._count_request]})
+        request = Request(timeout=timeout, event_hooks={"request": [self._count_request]},
+                          transport=SurrogateSafeTransport())  # one hostile string must not fail a page
         self._client = Client(base_url=self.base_url, request=request)
 
     def __repr__(self) -> str:  # never show credentials
