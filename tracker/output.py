@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -100,7 +101,7 @@ def emit(
     (CSV cells are escaped only when written to a terminal: files keep the data as it is)."""
     out = out or sys.stdout
     if fmt == "json":
-        out.write(_json_text(rows) + "\n")
+        _write_lines(out, _json_text(rows) + "\n")
         return
     if fmt == "csv":
         clean = safe if _is_terminal(out) else str
@@ -115,8 +116,18 @@ def emit(
         table.add_column(Text(safe(heading)), overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(key)) for key, _ in columns))
-    wide = None if _is_terminal(out) else 240  # pipes: don't fold at 80
-    Console(file=out, width=wide, soft_wrap=False).print(table)
+    if _is_terminal(out):
+        Console(file=out, soft_wrap=False).print(table)
+        return
+    rendered = io.StringIO()  # pipes: don't fold at 80; written line by line, as a pipe reads it
+    Console(file=rendered, width=240, soft_wrap=False).print(table)
+    _write_lines(out, rendered.getvalue())
+
+
+def _write_lines(out: TextIO, text: str) -> None:
+    """Write line by line, so a reader that stops early (`| head`) is noticed while writing."""
+    for line in text.splitlines(keepends=True):
+        out.write(line)
 
 
 def reader_gone() -> None:
