@@ -24,7 +24,9 @@ class RedactingFormatter(logging.Formatter):
         self.secrets = list(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), [*self.secrets, *registered()])
+        from tracker.output import safe  # control characters in a server's text are shown, not obeyed
+
+        return safe(redact(super().format(record), [*self.secrets, *registered()]), newlines=True)
 
 
 def setup_logging(verbosity: int, secrets: list[str]) -> None:

@@ -8,7 +8,7 @@ import click
 
 from tracker.app import App
 from tracker.errors import TrackerError
-from tracker.output import echo
+from tracker.output import SafeStream, echo
 
 pass_app = click.make_pass_decorator(App)
 
@@ -49,7 +49,7 @@ def tag_file(app: App, file) -> None:  # type: ignore[no-untyped-def]
     """
     from tracker.tagging import tag_jsonl
 
-    _ok, errors = tag_jsonl(file, app.tagger(), sys.stdout, sys.stderr)
+    _ok, errors = tag_jsonl(file, app.tagger(), SafeStream(sys.stdout, json=True), SafeStream(sys.stderr))  # type: ignore[arg-type]
     if errors:
         sys.exit(1)
 

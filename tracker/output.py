@@ -21,7 +21,6 @@ from typing import Any, TextIO
 
 import click
 from rich.console import Console
-from rich.markup import escape as escape_markup
 from rich.table import Table
 from rich.text import Text
 
@@ -50,11 +49,6 @@ def safe(text: object, *, newlines: bool = False) -> str:
     return (_UNSAFE if newlines else _UNSAFE_WITH_NEWLINES).sub(_visible, value)
 
 
-def markup(text: object) -> str:
-    """`text` safe to embed in a Rich markup string (for the rare place that needs markup)."""
-    return escape_markup(safe(text))
-
-
 def echo(message: object = "", *, err: bool = False, nl: bool = True, multiline: bool = False) -> None:
     """click.echo of a line that may hold untrusted text (see `safe`)."""
     click.echo(safe(message, newlines=multiline), err=err, nl=nl)
@@ -72,17 +66,14 @@ def _cell(value: Any) -> Text:
     return Text(safe(value))
 
 
-def _json_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """JSON as before, with C1 controls and bidi overrides written as \\u escapes too (the
-    same data for any JSON reader, harmless on a terminal)."""
-    text = json.dumps([dict(r) for r in rows], ensure_ascii=False, indent=2, default=str)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def json_text(data: Any) -> str:
-    """Any JSON document for the terminal or a pipe, escaped as `emit` does."""
-    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """JSON as readable text, with C1 controls and bidi overrides written as \\u escapes too
+    (json.dumps escapes C0 already): the same data for any JSON reader, harmless on a terminal."""
+    return _JSON_UNSAFE.sub(_json_escape, json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 def _is_terminal(out: TextIO) -> bool:
@@ -101,7 +92,7 @@ def emit(
     (CSV cells are escaped only when written to a terminal: files keep the data as it is)."""
     out = out or sys.stdout
     if fmt == "json":
-        _write_lines(out, _json_text(rows) + "\n")
+        _write_lines(out, json_text([dict(r) for r in rows]) + "\n")
         return
     if fmt == "csv":
         clean = safe if _is_terminal(out) else str
@@ -128,6 +119,26 @@ def _write_lines(out: TextIO, text: str) -> None:
     """Write line by line, so a reader that stops early (`| head`) is noticed while writing."""
     for line in text.splitlines(keepends=True):
         out.write(line)
+
+
+class SafeStream:
+    """For code that writes to a stream itself (`tracker tag-file`): each write made safe as
+    `safe` does, newlines kept. With `json=True` the text is JSON and stays valid: only C1
+    controls and bidi overrides can appear raw in it, and they are written as \\u escapes."""
+
+    def __init__(self, stream: TextIO, *, json: bool = False) -> None:
+        self.stream = stream
+        self.json = json
+
+    def write(self, text: str) -> int:
+        if self.json:
+            self.stream.write(_JSON_UNSAFE.sub(_json_escape, text))
+        else:
+            self.stream.write(safe(text, newlines=True))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def reader_gone() -> None:
