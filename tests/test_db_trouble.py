@@ -304,3 +304,42 @@ def test_sqlite_lock_held_by_another_connection_is_transient(tmp_path: Path) -> 
     finally:
         holder.rollback()
         db.dispose()
+
+
+def test_platform_5xx_storm_is_retried_soon_but_bad_credentials_wait(fakes: Fakes, tmp_path: Path) -> None:
+    """X answers 503 until the adapter's retries run out: the collect job is due again after
+    1 minute, then 2, not after its 60-minute interval; a platform whose token is missing is not
+    retried early."""
+    from tests.helpers.fake_campaign import Sleeps
+    from tracker.platforms.base import Policy
+
+    seed(fakes, n_x=3, n_m=0, n_b=0)
+    settings = write_settings(tmp_path, fakes, f"sqlite:///{tmp_path / 'tracker.db'}", platforms=("x", "bluesky"),
+                              schedule={"collect_every_minutes": 60, "visit_collect_every_minutes": 60})
+    app = App(settings_path=str(settings), env={"TRACKER_X_BEARER_TOKEN": ENV["TRACKER_X_BEARER_TOKEN"]})
+    now = [dt.datetime.now(dt.timezone.utc)]
+    policy = Policy(sleep=Sleeps(), now=lambda: now[0])
+    worker = Worker(app, clock=lambda: now[0], policy=policy)
+    try:
+        fakes.x.fail_next(503, count=2 * (policy.max_retries + 1), path="/2/tweets/search/recent")
+        first = worker.collect("x")
+        assert first is not None and first.status == "failed" and first.transient
+        assert worker.retry_at("x", "collect") == now[0] + dt.timedelta(minutes=1)
+        assert worker.collect("bluesky") is None  # no app password: fails, not a passing reason
+        assert worker.retry_at("bluesky", "collect") is None
+
+        now[0] += dt.timedelta(seconds=30)
+        assert worker.collect("x") is None  # not yet
+        now[0] += dt.timedelta(seconds=31)
+        second = worker.collect("x")  # still 503: the next wait doubles
+        assert second is not None and second.status == "failed"
+        assert worker.retry_at("x", "collect") == now[0] + dt.timedelta(minutes=2)
+        now[0] += dt.timedelta(minutes=2, seconds=1)
+        third = worker.collect("x")  # the server is well again
+        assert third is not None and third.status == "ok" and third.new == 3
+        assert worker.retry_at("x", "collect") is None
+        now[0] += dt.timedelta(minutes=5)
+        assert worker.collect("x") is None  # back to its 60-minute interval
+    finally:
+        worker.close()
+        app.close()
