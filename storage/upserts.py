@@ -27,9 +27,9 @@ it against plain driver INSERTs / COPY of the same rows):
   a row even when the WHERE then says no, and returns them as stored). On SQLite the authors of a
   page are read first and only those that are new or may change are upserted.
 - Each page is stored inside a savepoint. Should the database (or its driver) refuse a value
-  (too long, out of range, not encodable), the page is undone and stored post by post, each in
-  a savepoint of its own: only the refused posts are skipped (`StoreResult.refused`). Clean
-  pages pay two statements for this (SAVEPOINT, RELEASE).
+  (too long, out of range, not encodable), the page is undone and stored in halves, each in a
+  savepoint, a refused half halved again: only the refused posts are skipped
+  (`StoreResult.refused`). Clean pages pay two statements for this (SAVEPOINT, RELEASE).
 """
 
 from __future__ import annotations
@@ -681,8 +681,8 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
 
     Runs inside the caller's transaction: the caller commits (and only then moves a cursor).
     Should the database refuse a value of the page (`_refused_value`: a value too long, out of
-    range, not encodable), the page is undone (a savepoint) and stored post by post, each in a
-    savepoint of its own: the refused posts are skipped, logged with platform, id and the kind
+    range, not encodable), the page is undone (a savepoint) and stored in parts, each in a
+    savepoint of its own, down to the single posts refused: those are skipped, logged with platform, id and the kind
     of error (never the values: other people's names and texts), and listed in
     `StoreResult.refused`; the rest of the page is stored. Any other error (the database gone,
     locked, a full disk) is raised as it was: nothing is skipped for it.
@@ -698,7 +698,7 @@ def store_posts(session: Session, posts: Iterable[NormalisedPost], *, origin: st
         if _refused_value(exc) is None:
             raise
         writer.rollback_to("tracker_page")
-        return _store_one_by_one(writer, received, origin)
+        return _store_in_parts(writer, received, origin)
     writer.release("tracker_page")
     return result
 
@@ -714,26 +714,37 @@ def _refused_value(exc: BaseException) -> str | None:
     return None
 
 
-def _store_one_by_one(writer: _Writer, received: Sequence[NormalisedPost], origin: str) -> StoreResult:
-    """`_store_page` for each post (with its copies) alone, in a savepoint: refused ones skipped."""
+def _store_in_parts(writer: _Writer, received: Sequence[NormalisedPost], origin: str) -> StoreResult:
+    """The page stored in halves, each in a savepoint, a refused half halved again down to the
+    single posts refused (with their copies): those are skipped. A few refused posts in a page of
+    1 000 cost some 20 attempts, not 1 000 (nor 1 000 subtransactions on PostgreSQL)."""
     result = StoreResult(received=len(received))
     by_key: dict[tuple[str, str], list[NormalisedPost]] = {}
     for post in received:
         by_key.setdefault((post.platform, post.platform_id), []).append(post)
-    for (platform, platform_id), copies in by_key.items():
-        writer.savepoint("tracker_post")
+    groups = list(by_key.values())
+    pending = [groups[len(groups) // 2:], groups[: len(groups) // 2]] if len(groups) > 1 else [groups]
+    while pending:  # a stack: first halves first
+        part = pending.pop()
+        if not part:
+            continue
+        writer.savepoint("tracker_part")
         try:
-            stored = _store_page(writer, copies, origin)
+            stored = _store_page(writer, [p for copies in part for p in copies], origin)
         except Exception as exc:
             kind = _refused_value(exc)
             if kind is None:
                 raise
-            writer.rollback_to("tracker_post")
+            writer.rollback_to("tracker_part")
+            if len(part) > 1:
+                pending += [part[len(part) // 2:], part[: len(part) // 2]]
+                continue
+            platform, platform_id = part[0][0].platform, part[0][0].platform_id
             log.warning("%s post %s skipped: the database refused a value of it (%s)",
                         ascii(platform[:32])[1:-1], ascii(platform_id[:120]), kind)
             result.refused.append((platform, platform_id, f"the database refused a value of it ({kind})"))
             continue
-        writer.release("tracker_post")
+        writer.release("tracker_part")
         result.new += stored.new
         result.updated += stored.updated
         result.ids.update(stored.ids)

@@ -66,6 +66,7 @@ EARLIEST = dt.datetime(2, 1, 1, tzinfo=_UTC)
 LATEST = dt.datetime(9998, 12, 31, tzinfo=_UTC)
 """Times outside cannot be moved by a day (a timezone, a week's step) without leaving Python's dates."""
 
+
 def storable(value: str) -> bool:
     """True when both databases store `value` as it is: no NUL, no lone surrogate.
 
@@ -106,10 +107,6 @@ def _time_ok(value: object) -> bool:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         return True
     return EARLIEST <= value <= LATEST
-
-
-def _fits(value: str | None, limit: int) -> bool:
-    return value is None or len(value) <= limit
 
 
 def _clean(p: NormalisedPost) -> bool:
@@ -177,8 +174,9 @@ def _repaired(p: NormalisedPost) -> NormalisedPost:
     if language is not None and len(language) > LANGUAGE_LENGTH:
         language = None
     hashtags = tuple(t for t in (clean_text(tag) for tag in p.hashtags) if t)
+    text = _optional_text(p.text)
     return dataclasses.replace(
-        p, author=author, metrics=metrics, text=_optional_text(p.text), url=_optional_text(p.url),  # type: ignore[arg-type]
+        p, author=author, metrics=metrics, text=text, url=_optional_text(p.url),  # type: ignore[arg-type]
         language=language, hashtags=hashtags, edited_at=p.edited_at if _time_ok(p.edited_at) else None)
 
 
