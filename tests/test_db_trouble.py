@@ -23,7 +23,7 @@ from sqlalchemy import event, func, select
 from jobs.scheduler import build_scheduler
 from jobs.worker import Worker
 from storage.db import Database, open_database
-from storage.models import CollectionRun
+from storage.models import CollectionRun, Post
 from tests.helpers.db_outage import Outage
 from tests.helpers.fake_campaign import ENV, Fakes, seed, settings_raw, start_fakes
 from tracker.app import App
@@ -77,14 +77,14 @@ def tracker(settings: Path, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_run(db: Database, timeout: float = 60) -> None:
+def wait_for_posts(db: Database, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.read() as s:
-            if s.scalar(select(func.count()).select_from(CollectionRun)):
+            if s.scalar(select(func.count()).select_from(Post)) >= count:
                 return
         time.sleep(0.05)
-    raise AssertionError("no collection run started")
+    raise AssertionError(f"fewer than {count} posts stored")
 
 
 def assert_one_clean_error(err: str) -> str:
@@ -100,21 +100,23 @@ def test_collect_during_a_database_outage_prints_each_platform_and_one_error(
     """The database goes away after the run started (locked past the busy timeout / the
     server gone): each platform gets its line, then one error line, exit code 3. Afterwards the
     run that could not be finished shows as interrupted, and a collection succeeds again."""
-    seed(fakes, n_x=5, n_m=3, n_b=2)
+    seed(fakes, n_x=15, n_m=3, n_b=2)
     settings = write_settings(tmp_path, fakes, outage.url)
     direct = open_database(outage.direct_url)
-    fakes.x.delay_next(2.0, count=1, path="/2/tweets/search/recent")
+    fakes.x.delay_next(0.0, count=1, path="/2/tweets/search/recent")  # the first page at once,
+    fakes.x.delay_next(3.0, count=1, path="/2/tweets/search/recent")  # the second one slowly
     proc = tracker(settings, "collect")
     try:
-        wait_for_run(direct)
+        wait_for_posts(direct, 10)
         outage.begin()
         out, err = proc.communicate(timeout=120)
         outage.end()
         assert proc.returncode == 3, (out, err)
         lines = out.splitlines()
         assert [line.split(":")[0] for line in lines] == ["x", "mastodon", "bluesky"], out
-        assert lines[0].startswith("x: failed:") and "database" in lines[0]
-        assert all(": not run:" in line and "database is unavailable" in line for line in lines[1:]), out
+        assert lines[0].startswith("x: failed: fetched 10, new 10, updated 0, pages 1, gaps 1; the database failed")
+        assert lines[1:] == ["mastodon: not run: the database is unavailable",
+                             "bluesky: not run: the database is unavailable"], out
         error = assert_one_clean_error(err)
         if outage.sqlite:
             assert "is locked by another process" in error and "sqlite_busy_timeout" in error

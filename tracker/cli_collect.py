@@ -34,49 +34,58 @@ def _run_with_progress(adapters: list[Adapter], kind: str,
     console = Console(stderr=True)
     status = console.status("collecting") if console.is_terminal else None
 
+    latest: dict[str, PlatformResult] = {}  # what each platform stored so far (from its progress)
+
     def update(stream: str, result: PlatformResult) -> None:
+        latest[result.platform] = result
         if status is not None:
             status.update(Text(safe(f"{result.platform} {stream}: {result.pages} pages, {result.fetched} posts, "
                                     f"{result.new} new")))
 
-    results: list[PlatformResult] = []
+    lines: list[str] = []
+    failed = False
     database_error: DatabaseError | None = None
     if status is not None:
         status.start()
     try:
         for adapter in adapters:
             if database_error is not None:
-                results.append(PlatformResult(adapter.platform, kind, status="not run",
-                                              errors=["the database is unavailable"]))
+                lines.append(_not_run(adapter.platform))
                 continue
             try:
-                results.append(one(adapter, update))
+                result = one(adapter, update)
             except DatabaseError as exc:
                 database_error = exc
-                results.append(PlatformResult(adapter.platform, kind, status="failed",
-                                              errors=["the database failed, what this run fetched after "
-                                                      "its last stored page was not stored"]))
+                result = latest.get(adapter.platform) or PlatformResult(adapter.platform, kind)
+                result.status = "failed"
+                result.errors.insert(0, "the database failed: posts fetched after the last stored page were "
+                                        "not stored (the next run fetches them again)")
+            lines.append(result.line())
+            failed = failed or result.status in failing
     finally:
         if status is not None:
             status.stop()
         close_adapters(adapters)
-    for result in results:
-        echo(result.line())
+    for line in lines:
+        echo(line)
     if database_error is not None:
         raise database_error
-    if any(r.status in failing for r in results):
+    if failed:
         sys.exit(1)
 
 
-def _open_database(app: App, adapters: list[Adapter], kind: str):  # type: ignore[no-untyped-def]
+def _not_run(platform: str) -> str:
+    return f"{platform}: not run: the database is unavailable"
+
+
+def _open_database(app: App, adapters: list[Adapter]):  # type: ignore[no-untyped-def]
     """The database, or a 'not run' line per platform before its one-line error (exit 3)."""
     try:
         return app.database()
     except DatabaseError:
         close_adapters(adapters)
         for adapter in adapters:
-            echo(PlatformResult(adapter.platform, kind, status="not run",
-                                errors=["the database is unavailable"]).line())
+            echo(_not_run(adapter.platform))
         raise
 
 
@@ -104,7 +113,7 @@ def collect(app: App, platform: str | None, since: dt.datetime | None) -> None:
     if not adapters:
         click.echo("no platform is enabled: set [platforms.x|mastodon|bluesky] enabled = true", err=True)
         sys.exit(2)
-    db = _open_database(app, adapters, "collect")
+    db = _open_database(app, adapters)
     start = _local_day_start(since.date(), app) if since else None
     _run_with_progress(adapters, "collect", lambda adapter, update: collect_platform(
         db, adapter, tagger=app.tagger(), since=start, progress=update, privacy=settings.privacy),
@@ -125,7 +134,7 @@ def refresh_metrics(app: App, platform: str | None) -> None:
     """
     settings = app.settings
     adapters = build_adapters(settings, platform)
-    db = _open_database(app, adapters, "refresh")
+    db = _open_database(app, adapters)
     max_age = dt.timedelta(days=settings.schedule.refresh_max_age_days)
     _run_with_progress(adapters, "refresh", lambda adapter, update: refresh_platform(
         db, adapter, max_age=max_age, tagger=app.tagger(), progress=update, privacy=settings.privacy),
