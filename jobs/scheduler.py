@@ -82,8 +82,9 @@ def release_lock(app: App, holder: str) -> None:
     try:
         with app.database().write() as session:
             locks.release(session, LOCK_NAME, holder)
-    except Exception:  # noqa: BLE001 - shutting down anyway; a stale lock expires by itself
-        log.warning("could not release the scheduler lock", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - shutting down anyway; a stale lock expires by itself
+        log.warning("could not release the scheduler lock (it expires by itself): %s", exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG))
 
 
 def run_once(app: App, *, clock: Callable[[], dt.datetime] = utcnow, policy: Policy | None = None) -> list[Any]:
