@@ -24,6 +24,7 @@ class TrackerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TrackerError as exc:
+            log.debug("%s", type(exc).__name__, exc_info=True)  # with -vv: where, and the driver's own error
             echo(f"error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
