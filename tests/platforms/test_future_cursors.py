@@ -114,3 +114,18 @@ def test_mastodon_forward_page_of_only_future_posts_stops_the_cursor_at_the_cloc
     later = home.post(alice, "a minute later #tour", created_at=NOW + timedelta(minutes=1))
     again = read_all(adapter.fetch(stream, pages[-1].cursor, None))
     assert later in [p.source_id for page in again for p in page.posts]
+
+
+def test_x_edit_chain_with_an_absurd_original_id_does_not_fail_the_page(x_server: XServer) -> None:
+    """An edit history whose first id is 30 digits encodes a time past Python's dates; the tweet is
+    still read (its own creation time kept) and the rest of the page with it."""
+    user = x_server.add_user("alice")
+    good = [x_server.add_tweet(user, f"good {i} #tour", created_at=NOW - timedelta(hours=i + 1)) for i in range(3)]
+    hostile = x_server.add_tweet(user, "edited, they say #tour", created_at=NOW - timedelta(minutes=30))
+    absurd = "9" * 30
+    x_server.tweets[hostile].edit_history = [absurd, hostile]
+    adapter = XAdapter(base_url=x_server.base_url, bearer_token=TOKEN, hashtags=["tour"], policy=frozen_policy())
+    posts = [p for page in read_all(adapter.fetch("tour", None, None)) for p in page.posts]
+    assert sorted(p.platform_id for p in posts) == sorted([*good, absurd])
+    [edited] = [p for p in posts if p.platform_id == absurd]
+    assert edited.created_at == NOW - timedelta(minutes=30)

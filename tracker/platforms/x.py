@@ -451,10 +451,15 @@ def _identity(item: dict[str, Any], tweet_id: str, created: datetime) -> tuple[s
 
 
 def _snowflake_time(tweet_id: str) -> datetime | None:
-    ms = (int(tweet_id) >> 22) + SNOWFLAKE_EPOCH_MS
-    if int(tweet_id) >> 22 == 0:
+    """The creation time a tweet id encodes; None for an id that encodes no real time (0, or
+    one so large that it lies past Python's dates: hostile, it must not fail the page)."""
+    stamp = int(tweet_id) >> 22
+    if stamp == 0:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    try:
+        return datetime.fromtimestamp((stamp + SNOWFLAKE_EPOCH_MS) / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _kind(refs: Any) -> tuple[PostKind, str | None]:
