@@ -187,6 +187,12 @@ PASTED = "Hunter2-Paste-9f8e"
     (f'[[tour.stops]]\narea = "lappi"\nsecret = "{PASTED}"', "tour.stops.secret: secrets are not read"),
     (f'[email]\nPassword = "{PASTED}"', "email.Password: secrets are not read from the settings file; set the "
                                           "environment variable TRACKER_SMTP_PASSWORD instead"),
+    # each privacy key names its own variable (the forgotten list's key is not the exports' key)
+    (f'[privacy]\nprivacy_key = "{PASTED}"', "privacy.privacy_key: secrets are not read from the settings file; "
+                                             "set the environment variable TRACKER_PRIVACY_KEY instead"),
+    (f'[privacy]\npseudonym_key = "{PASTED}"', "set the environment variable TRACKER_PSEUDONYM_KEY instead"),
+    (f"[privacy]\nprivacy_key = {PASTED}", "the value is not shown: secrets are not read from the settings "
+                                           "file, set the environment variable TRACKER_PRIVACY_KEY instead"),
 ])
 def test_settings_errors_never_echo_a_secret(tmp_path: Path, body: str, expected: str) -> None:
     message = error_of(tmp_path, body + "\n")

@@ -60,6 +60,7 @@ _SECRET_KEYS = {
     ("platforms", "mastodon"): ENV_MASTODON_TOKEN_PREFIX + "<HOST>",
     ("email",): ENV_SMTP_PASSWORD,
     ("privacy",): ENV_PSEUDONYM_KEY,
+    ("privacy", "privacy_key"): ENV_PRIVACY_KEY,
 }
 _STOP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 

@@ -59,7 +59,7 @@ def describe_toml_error(exc: tomllib.TOMLDecodeError, text: str, known: frozense
         return f"line {number}: invalid TOML: {problem} (the line is not repeated here: it may hold a secret)"
     if is_secret_key(key):
         return (f"line {number}: {key}: invalid TOML: {problem}; the value is not shown: secrets are not read "
-                f"from the settings file, {secret_variable(_table_of(lines, number), variables)}")
+                f"from the settings file, {secret_variable((*_table_of(lines, number), key), variables)}")
     if value is not None and _HARMLESS_VALUE.match(value):
         return f"line {number} `{key} = {value}`: invalid TOML: {problem}"
     return f"line {number}: {key}: invalid TOML: {problem}" + (" (check the quotes: text goes in \"...\")"
@@ -95,9 +95,11 @@ def _table_of(lines: list[str], number: int) -> tuple[str, ...]:
     return ()
 
 
-def secret_variable(table: tuple[str, ...], variables: Variables) -> str:
-    """What to do instead of a secret in `table`: its environment variable where there is one."""
-    variable = next((v for section, v in variables.items() if table[:len(section)] == section), None)
+def secret_variable(where: tuple[str, ...], variables: Variables) -> str:
+    """What to do instead of the secret at `where` (table path and key): the environment variable
+    of the most specific entry of `variables` (a key, else its table) where there is one."""
+    matches = [section for section in variables if where[:len(section)] == section]
+    variable = variables[max(matches, key=len)] if matches else None
     return (f"set the environment variable {variable} instead" if variable
             else "secrets come from environment variables only (see README, Environment)")
 
@@ -117,7 +119,7 @@ def refuse_secrets(raw: Mapping[str, Any], label: str, variables: Variables, pat
         where = (*path, str(key))
         if is_secret_key(str(key)):
             raise SettingsError(f"{label}: {'.'.join(where)}: secrets are not read from the settings file; "
-                                f"{secret_variable(path, variables)}")
+                                f"{secret_variable(where, variables)}")
         if isinstance(value, Mapping):
             refuse_secrets(value, label, variables, where)
         elif isinstance(value, list):
