@@ -100,48 +100,27 @@ def run_once(app: App, *, clock: Callable[[], dt.datetime] = utcnow, policy: Pol
 
 
 class Stopper:
-    """Stops the scheduler exactly once, from one thread of its own.
+    """Asks the scheduler to stop, from a signal handler or the heartbeat that lost the lock.
 
-    A signal handler (or the heartbeat that lost the lock) only calls `request()`, which sets
-    events and never raises. The stopper thread waits for the request, then for the scheduler
-    to be running (a SIGTERM may arrive during start-up), and calls `shutdown(wait=True)` once:
-    two signals in quick succession used to start two shutdown threads, and the second died
-    with SchedulerNotRunningError; a signal before start-up was ignored and the process ran on.
+    `request()` only sets events: it never raises and never starts a thread, so two signals in
+    quick succession, or a signal during start-up, are harmless. The thread that started the
+    scheduler (`run_forever`) shuts it down exactly once. (Each signal used to start a thread
+    calling shutdown(): the second died with SchedulerNotRunningError, and a signal during
+    start-up was lost, leaving the process running.)
     """
 
     def __init__(self, stop: threading.Event) -> None:
-        self.sched: BlockingScheduler | None = None
         self.stop = stop
         self.requested = threading.Event()
-        self.main_done = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="scheduler-stopper", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
 
     def request(self) -> None:
         self.stop.set()  # running jobs end after the page they are storing
         self.requested.set()
 
-    def _run(self) -> None:
-        self.requested.wait()
-        while self.sched is None or not self.sched.running:  # not started yet, or already stopped
-            if self.main_done.wait(0.05):
-                return
-        try:
-            self.sched.shutdown(wait=True)
-        except SchedulerNotRunningError:  # stopped meanwhile by start() failing: nothing to do
-            pass
-
-    def finish(self) -> None:
-        """After the scheduler's loop returned: wait until running jobs have finished."""
-        self.request()
-        self.main_done.set()
-        self.thread.join()
-
 
 def build_scheduler(worker: Worker, holder: str, stopper: Stopper | None = None) -> BlockingScheduler:
-    """The scheduler with every job; `stopper` (made here if not given) is what stops it."""
+    """The scheduler with every job; `stopper` (made here if not given) is how a job asks it
+    to stop (the lock heartbeat, when another process took the lock)."""
     stopper = stopper or Stopper(worker.stop)
     settings = worker.settings
     sched = BlockingScheduler(
@@ -198,33 +177,55 @@ def build_scheduler(worker: Worker, holder: str, stopper: Stopper | None = None)
                   if log.isEnabledFor(logging.DEBUG) else None)
 
     sched.add_listener(on_error, EVENT_JOB_ERROR)
-    stopper.sched = sched
     return sched
 
 
 def run_forever(app: App, *, policy: Policy | None = None) -> None:
-    """Start the scheduler; return after SIGTERM/SIGINT once running jobs have committed."""
+    """Start the scheduler; return after SIGTERM/SIGINT once running jobs have committed.
+
+    The scheduler's loop runs in a thread of its own; the main thread, where Python runs signal
+    handlers, only waits in short steps, so a signal is acted on within a second whenever it
+    arrives (a signal landing just before a long blocking wait used to wait for the next job)."""
     holder = holder_id()
     take_lock(app, holder, utcnow())
     worker = Worker(app, policy=policy)
     stopper = Stopper(worker.stop)
     sched = build_scheduler(worker, holder, stopper)
+    failure: list[BaseException] = []
 
-    def stop(signum: int, _frame: Any) -> None:
+    def loop() -> None:
+        try:
+            sched.start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failure.append(exc)
+            stopper.request()
+
+    def on_signal(signum: int, _frame: Any) -> None:
         if not stopper.requested.is_set():
             log.warning("received %s: finishing running jobs, then stopping", signal.Signals(signum).name)
         stopper.request()
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    stopper.start()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    runner = threading.Thread(target=loop, name="scheduler", daemon=True)
     try:
         log.info("scheduler started (%s); jobs: %s", holder, ", ".join(j.id for j in sched.get_jobs()))
-        if not stopper.requested.is_set():
-            sched.start()
+        runner.start()
+        while not stopper.requested.wait(0.5):
+            pass
+        while runner.is_alive() and not sched.running:  # a signal during start-up: let it start
+            runner.join(0.05)
+        if sched.running:
+            try:
+                sched.shutdown(wait=True)  # running jobs finish before the adapters close and the lock goes
+            except SchedulerNotRunningError:
+                pass
+        runner.join()
     finally:
-        stopper.finish()  # running jobs finish before the adapters close and the lock goes
+        stopper.request()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         worker.close()
         release_lock(app, holder)
         log.info("scheduler stopped")
+    if failure:
+        raise failure[0]
