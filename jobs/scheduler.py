@@ -4,7 +4,9 @@ Jobs have fixed ids, max_instances=1 and coalesce. Whether work is due is decide
 Worker from the database's records, so jobs tick at the dense interval and skip when nothing
 is due, and a restart after downtime catches up at once. One scheduler per database (a lock
 row with a heartbeat). SIGTERM / Ctrl-C: running jobs finish the page they are storing, commit,
-and the process exits cleanly.
+and the process exits cleanly (the scheduler's loop runs in a thread, the main thread keeps free
+for signal handlers and stops it once). A job that failed for a passing reason is moved forward
+to its retry time (Worker, `on_retry`).
 """
 
 from __future__ import annotations
