@@ -128,6 +128,8 @@ class Worker:
         return result
 
     def _schedule_retry(self, key: str, kind: str, interval: dt.timedelta) -> None:
+        """Note one more passing failure of job `key` and ask the scheduler to run it after
+        `retry_delay` (the refresh of every platform is the one job 'refresh-metrics')."""
         failures = self._retries.get(key, (0, self.clock()))[0] + 1
         at = self.clock() + retry_delay(failures, interval, self.retry_first)
         self._retries[key] = (failures, at)
@@ -214,7 +216,8 @@ class Worker:
 
     def retention(self) -> None:
         """Job `retention` (daily): apply `[privacy] retention_days` and scrub posts deleted on
-        their platform. Idempotent. Never raises: errors are logged and retried next time."""
+        their platform. Idempotent. Never raises: errors are logged; a passing failure (the
+        database unavailable) is retried soon, others the next day."""
         from tracker.privacy import run_retention
 
         if self.stop.is_set():
@@ -223,7 +226,10 @@ class Worker:
             result = run_retention(self.app.database(), self.settings, now=self.clock())
         except Exception as exc:  # noqa: BLE001
             log.error("job retention failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            if is_transient(exc) and not self.stop.is_set():  # not a whole day later
+                self._schedule_retry("retention", "retention", dt.timedelta(hours=24))
             return
+        self._retries.pop("retention", None)
         log.info("retention: %s", result.line())
 
     def run_due(self) -> list[PlatformResult]:

@@ -345,3 +345,29 @@ def test_platform_5xx_storm_is_retried_soon_but_bad_credentials_wait(fakes: Fake
     finally:
         worker.close()
         app.close()
+
+
+def test_daily_retention_job_is_retried_soon_after_a_database_outage(tmp_path: Path, outage: Outage) -> None:
+    """The retention job runs once a day: failing on an unavailable database it asks the
+    scheduler to run it again after 1 minute, then 2, not the next day."""
+    (tmp_path / "settings.toml").write_text(
+        f'[campaign]\nname = "T"\nhashtags = ["ihmisensote"]\n[storage]\nurl = {json.dumps(outage.url)}\n'
+        'sqlite_busy_timeout = 0.3\n[privacy]\nretention_days = 30\n', encoding="utf-8")
+    app = App(settings_path=str(tmp_path / "settings.toml"), env={})
+    app.database()
+    now = dt.datetime.now(dt.timezone.utc)
+    worker = Worker(app, clock=lambda: now)
+    asked: list[tuple[str, dt.datetime]] = []
+    worker.on_retry = lambda job_id, at: asked.append((job_id, at))
+    try:
+        outage.begin()
+        worker.retention()
+        worker.retention()
+        assert asked == [("retention", now + dt.timedelta(minutes=1)), ("retention", now + dt.timedelta(minutes=2))]
+        outage.end()
+        worker.retention()
+        assert len(asked) == 2  # done: no further retry
+    finally:
+        outage.end()
+        worker.close()
+        app.close()

@@ -30,6 +30,8 @@ class TcpRelay:
         probe.close()
 
     def up(self) -> None:
+        if self._listener is not None:  # already up
+            return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
