@@ -31,6 +31,7 @@ from tests.helpers.fake_campaign import (
     make_settings,
     seed,
     settings_raw,
+    write_settings_file,
     start_fakes,
     tagger_for,
 )
@@ -221,23 +222,10 @@ def _tracker(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subproces
                           capture_output=True, text=True, timeout=120)
 
 
-def _write_settings(path: Path, raw: dict) -> None:
-    def toml_value(v):  # type: ignore[no-untyped-def]
-        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
-
-    lines = [f'[campaign]\nname = "Test"\nhashtags = ["ihmisensote"]\n']
-    for stop in raw["tour"]["stops"]:
-        lines.append(f'[[tour.stops]]\narea = "{stop["area"]}"\ndate = {stop["date"]}\n')
-    lines.append(f'[storage]\nurl = "{raw["storage"]["url"]}"\n')
-    for name, cfg in raw["platforms"].items():
-        lines.append(f"[platforms.{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in cfg.items()))
-    path.write_text("\n".join(lines))
-
-
 def test_cli_collect_status_and_import(fakes: Fakes, tmp_path: Path) -> None:
     seed(fakes, n_x=12, n_m=3, n_b=2)
     raw = settings_raw(fakes, "sqlite:///tracker.db")
-    _write_settings(tmp_path / "settings.toml", raw)
+    write_settings_file(tmp_path / "settings.toml", raw)
     fakes.m2.fail_next(5, 401)  # final at once: no retries, one gap
     result = _tracker(["collect"], tmp_path, ENV)
     assert result.returncode == 1, result.stderr  # one instance failed: exit 1, the rest collected

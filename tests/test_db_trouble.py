@@ -25,7 +25,7 @@ from jobs.worker import Worker
 from storage.db import Database, open_database
 from storage.models import CollectionRun, Post
 from tests.helpers.db_outage import Outage
-from tests.helpers.fake_campaign import ENV, Fakes, seed, settings_raw, start_fakes
+from tests.helpers.fake_campaign import ENV, Fakes, seed, settings_raw, start_fakes, write_settings_file
 from tracker.app import App
 from tracker.errors import DatabaseUnavailable
 
@@ -49,21 +49,8 @@ def outage(db_url: str) -> Iterator[Outage]:
 
 def write_settings(tmp_path: Path, fakes: Fakes, url: str, *, platforms: tuple[str, ...] = ("x", "mastodon", "bluesky"),
                    schedule: dict[str, int] | None = None) -> Path:
-    raw = settings_raw(fakes, url)
-    lines = ['[campaign]\nname = "Test"\nhashtags = ["ihmisensote"]\n']
-    for stop in raw["tour"]["stops"]:
-        lines.append(f'[[tour.stops]]\narea = "{stop["area"]}"\ndate = {stop["date"]}\n')
-    lines.append(f"[storage]\nurl = {json.dumps(url)}\nsqlite_busy_timeout = 0.5\n")
-    for name, cfg in raw["platforms"].items():
-        cfg = {**cfg, "enabled": name in platforms}
-        body = "".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n"
-                       for k, v in cfg.items())
-        lines.append(f"[platforms.{name}]\n{body}")
-    if schedule:
-        lines.append("[schedule]\n" + "".join(f"{k} = {v}\n" for k, v in schedule.items()))
-    path = tmp_path / "settings.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_settings_file(tmp_path / "settings.toml", settings_raw(fakes, url), platforms=platforms,
+                               schedule=schedule, storage={"sqlite_busy_timeout": 0.5})
 
 
 def env() -> dict[str, str]:

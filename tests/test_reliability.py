@@ -4,7 +4,6 @@ writing while CLI commands write the same SQLite file."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -22,7 +21,7 @@ from sqlalchemy import func, select
 
 from storage.db import open_database
 from storage.models import CollectionRun, Post, SentReport
-from tests.helpers.fake_campaign import ENV, Fakes, seed, settings_raw, start_fakes
+from tests.helpers.fake_campaign import ENV, Fakes, seed, settings_raw, start_fakes, write_settings_file
 
 
 def free_port() -> int:
@@ -108,15 +107,7 @@ def test_scheduler_and_cli_commands_write_one_database(fakes: Fakes, tmp_path: P
     seed(fakes, n_x=60, n_m=20, n_b=20)
     url = "sqlite:///tracker.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     raw = settings_raw(fakes, url)
-    lines = ['[campaign]\nname = "Test"\nhashtags = ["ihmisensote"]\n']
-    for stop in raw["tour"]["stops"]:
-        lines.append(f'[[tour.stops]]\narea = "{stop["area"]}"\ndate = {stop["date"]}\n')
-    lines.append(f"[storage]\nurl = {json.dumps(url)}\n")
-    for name, cfg in raw["platforms"].items():
-        body = "".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n"
-                       for k, v in cfg.items())
-        lines.append(f"[platforms.{name}]\n{body}")
-    (tmp_path / "settings.toml").write_text("\n".join(lines))
+    write_settings_file(tmp_path / "settings.toml", raw)
     rows = ["platform,id,created_at,text,author,likes"] + [
         f"instagram,ig{i},2023-02-09T10:{i % 60:02d}:00+02:00,Tampereella #ihmisensote {i},user{i % 9},{i}"
         for i in range(400)]

@@ -4,7 +4,6 @@ a failing job, and a clean stop (SIGTERM) in the middle of a collection."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from jobs.worker import Worker
 from storage import locks
 from storage.db import open_database
 from storage.models import CollectionRun, Post, SchedulerLock
-from tests.helpers.fake_campaign import ENV, UTC, Fakes, Sleeps, seed, settings_raw, start_fakes
+from tests.helpers.fake_campaign import ENV, UTC, Fakes, Sleeps, seed, settings_raw, start_fakes, write_settings_file
 from tracker.app import App
 from tracker.platforms.base import Policy
 
@@ -35,18 +34,7 @@ def fakes() -> Iterator[Fakes]:
 
 def write_settings(tmp_path: Path, fakes: Fakes, **schedule: int) -> Path:
     raw = settings_raw(fakes, f"sqlite:///{tmp_path / 'tracker.db'}")
-    lines = ['[campaign]\nname = "Test"\nhashtags = ["ihmisensote"]\n']
-    for stop in raw["tour"]["stops"]:
-        lines.append(f'[[tour.stops]]\narea = "{stop["area"]}"\ndate = {stop["date"]}\n')
-    lines.append(f'[storage]\nurl = "{raw["storage"]["url"]}"\n')
-    for name, cfg in raw["platforms"].items():
-        body = "".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n" for k, v in cfg.items())
-        lines.append(f"[platforms.{name}]\n{body}")
-    if schedule:
-        lines.append("[schedule]\n" + "".join(f"{k} = {v}\n" for k, v in schedule.items()))
-    path = tmp_path / "settings.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_settings_file(tmp_path / "settings.toml", raw, schedule=schedule)
 
 
 def app_for(path: Path) -> App:

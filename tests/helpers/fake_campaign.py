@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from tracker.fake_platforms.bluesky_server import BlueskyServer
@@ -51,6 +53,28 @@ def settings_raw(fakes: Fakes, db_url: str) -> dict:
 
 
 ENV = {"TRACKER_X_BEARER_TOKEN": X_TOKEN, "TRACKER_BLUESKY_APP_PASSWORD": BSKY_PASSWORD}
+
+
+def write_settings_file(path: Path, raw: dict, *, platforms: tuple[str, ...] | None = None,
+                        schedule: dict[str, int] | None = None, storage: dict[str, object] | None = None) -> Path:
+    """`raw` (from settings_raw) as the settings.toml a person would write, for CLI and scheduler
+    tests; `platforms` limits the enabled ones, `schedule` and `storage` add keys."""
+    def value(v: object) -> str:
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    lines = ['[campaign]\nname = "Test"\nhashtags = ["ihmisensote"]\n']
+    for stop in raw["tour"]["stops"]:
+        lines.append(f'[[tour.stops]]\narea = "{stop["area"]}"\ndate = {stop["date"]}\n')
+    lines.append("[storage]\n" + "".join(f"{k} = {value(v)}\n"
+                                          for k, v in {"url": raw["storage"]["url"], **(storage or {})}.items()))
+    for name, cfg in raw["platforms"].items():
+        if platforms is not None:
+            cfg = {**cfg, "enabled": name in platforms}
+        lines.append(f"[platforms.{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in cfg.items()))
+    if schedule:
+        lines.append("[schedule]\n" + "".join(f"{k} = {v}\n" for k, v in schedule.items()))
+    path.write_text("\n".join(lines))
+    return path
 
 
 def make_settings(fakes: Fakes, db_url: str) -> Settings:
