@@ -20,7 +20,6 @@ from tests.helpers.fake_campaign import (
     BSKY_PASSWORD,
     X_TOKEN,
     Fakes,
-    Sleeps,
     hours_ago,
     make_settings,
     seed,

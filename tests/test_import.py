@@ -182,7 +182,7 @@ def test_no_control_character_reaches_the_terminal(tmp_path: Path, sqlite_url: s
 
 def test_excel_files_semicolons_bom_and_trailing_empty_columns(tmp_path: Path, db_url: str, db: Database) -> None:
     content = ("\ufeffPlatform;ID;Created_at;Text;Author;Likes;;\n"
-               f"instagram;E1;2023-02-09 12:00;Hyvä #ihmisensote;soste;1\u202f234;;\n;;;;;;;\n")
+               "instagram;E1;2023-02-09 12:00;Hyvä #ihmisensote;soste;1\u202f234;;\n;;;;;;;\n")
     result = tracker_import(tmp_path, db_url, content)
     assert result.exit_code == 0, result.output
     post = stored(db)["E1"]

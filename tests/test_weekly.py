@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from storage.db import Database
-from storage.models import CollectionRun, Gap, Post, SentReport
+from storage.models import CollectionRun, Gap, SentReport
 from storage.queries import TagRow, store_tags
 from storage.reports import claim_report, list_reports, mark_failed, recipients_key
 from storage.upserts import store_posts
