@@ -413,6 +413,15 @@ def test_without_the_key_cli_and_collection_refuse(fakes: Fakes, db_url: str, tm
             "error: storing posts: the database lists forgotten authors by a keyed hash: set the environment "
             "variable TRACKER_PRIVACY_KEY to the key used by `tracker forget` (nothing stored)"]
         assert count(db, Post) == before
+        # status says why nothing is collected, before anyone reads the failed runs
+        result = tracker_cli(["status"], tmp_path, db_url, {})
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines()[0] == (
+            "warning: collection, refresh and import refuse to store: the database lists forgotten authors by a "
+            "keyed hash: set the environment variable TRACKER_PRIVACY_KEY to the key used by `tracker forget` "
+            "(nothing is stored until then)")
+        result = tracker_cli(["status", "--format", "json"], tmp_path, db_url, {"TRACKER_PRIVACY_KEY": PRIVACY_KEY})
+        assert json.loads(result.stdout)["warnings"] == []
     finally:
         db.dispose()
 

@@ -163,6 +163,8 @@ def status(app: App, fmt: str) -> None:
     if fmt == "json":
         click.echo(json_text(report))
         return
+    for warning in report["warnings"]:
+        echo(f"warning: {warning}", err=True)
     tz = app.settings.campaign.tz
     emit([{**r, "started": _when(r["started"], tz),
            "next_due": (_when(r["next_due"], tz) or "now") if r["enabled"] else "disabled"}

@@ -8,6 +8,8 @@ from typing import Any
 from storage.db import Database
 from storage.queries import last_runs, open_gaps, post_totals, posts_per_stop
 from storage.runs import INTERRUPTED, cursors, run_is_dead
+from tracker.errors import TrackerError
+from tracker.forgotten import key_from_environment, require_key
 from tracker.platforms.registry import PLATFORMS
 from tracker.schedule import collect_interval, next_due
 from tracker.settings import Settings
@@ -26,6 +28,12 @@ def collection_status(db: Database, settings: Settings, now: dt.datetime | None 
         gaps = open_gaps(session)
         by_platform = post_totals(session)
         per_stop = posts_per_stop(session)
+        warnings = []
+        try:  # a list of forgotten people that cannot be read stops every collection: say so here
+            require_key(session, key_from_environment(), doing="collection, refresh and import refuse to store",
+                        nothing="nothing is stored until then")
+        except TrackerError as exc:
+            warnings.append(str(exc))
     intervals = {"collect": collect_interval(settings, now),
                  "refresh": dt.timedelta(minutes=settings.schedule.refresh_every_minutes)}
     platforms = []
@@ -49,6 +57,7 @@ def collection_status(db: Database, settings: Settings, now: dt.datetime | None 
     total = sum(by_platform.values())
     with_visit = sum(count for stop, count in per_stop.items() if stop is not None)
     return {
+        "warnings": warnings,
         "platforms": platforms,
         "gaps": [{"platform": g.platform, "stream": g.stream, "start": g.start_at, "end": g.end_at,
                   "recorded": g.recorded_at, "reason": g.reason} for g in gaps],
