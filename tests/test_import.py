@@ -398,3 +398,23 @@ def test_any_file_imports_its_good_rows_and_names_the_bad(tmp_path: Path, db: Da
             assert post.likes == row["likes"] and (post.text or "") == row["text"].strip()
     with db.read() as s:
         assert all(len(h or "") <= 256 for h in s.scalars(select(AuthorRow.handle)))
+
+
+def test_many_bad_rows_show_the_first_fifty_and_list_all_in_the_errors_file(tmp_path: Path, sqlite_url: str) -> None:
+    """A file of thousands of bad rows must not flood the terminal: the first 50 are shown, the
+    count of the rest says where to find them; --errors FILE holds every one."""
+    bad = [f"instagram,M{i},not a date,#ihmisensote,alice,Alice,1" for i in range(120)]
+    good = [f"instagram,G{i},{WHEN},#ihmisensote,alice,Alice,1" for i in range(3)]
+    content = HEADER + "\n" + "\n".join(bad + good) + "\n"
+    result = tracker_import(tmp_path, sqlite_url, content)
+    assert result.exit_code == 1, result.output
+    shown = error_lines(result)
+    assert len(shown) == 50 and shown[0].startswith("line 2: ") and shown[-1].startswith("line 51: ")
+    assert "posts.csv: ... and 70 more rejected rows (--errors FILE lists them all)" in result.stderr
+    listing = tmp_path / "rejected.txt"
+    result = tracker_import(tmp_path, sqlite_url, content, "--errors", str(listing))
+    assert result.exit_code == 1, result.output
+    lines = listing.read_text(encoding="utf-8").splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == [f"line {n}" for n in range(2, 122)]
+    assert f"posts.csv: all 120 rejected rows are listed in {listing}" in result.stderr
+    assert "more rejected rows" not in result.stderr

@@ -184,12 +184,45 @@ def status(app: App, fmt: str) -> None:
                f"with a visit {totals['with_visit']}, without {totals['without_visit']}")
 
 
+SHOWN_REJECTIONS = 50
+"""Rejected rows listed on the terminal; the rest are counted (all go to --errors FILE)."""
+
+
+class _Rejections:
+    """The rejected rows of one import: the first ones on stderr, every one in the --errors file."""
+
+    def __init__(self, file: Path, errors_path: Path | None) -> None:
+        self.file, self.count = file, 0
+        self.out = errors_path.open("w", encoding="utf-8", newline="\n") if errors_path else None
+        self.errors_path = errors_path
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if self.count <= SHOWN_REJECTIONS:
+            echo(f"{self.file}: {message}", err=True)
+        if self.out is not None:
+            self.out.write(f"{message}\n")
+
+    def close(self) -> None:
+        hidden = self.count - SHOWN_REJECTIONS
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+            if self.count:
+                echo(f"{self.file}: all {self.count} rejected rows are listed in {self.errors_path}", err=True)
+        elif hidden > 0:
+            echo(f"{self.file}: ... and {hidden} more rejected rows (--errors FILE lists them all)", err=True)
+
+
 @click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: from the file name.")
 @click.option("--strict", is_flag=True, help="Refuse the whole file if any row is bad (nothing is stored).")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help=f"Write every rejected row's line and problem to this text file (the terminal shows "
+                   f"the first {SHOWN_REJECTIONS}).")
 @pass_app
-def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
+def import_posts(app: App, file: Path, fmt: str | None, strict: bool, errors_path: Path | None) -> None:
     """Import posts from platforms without an API (CSV or JSON Lines; columns in the README).
 
     Bad rows are reported by line number (the header is line 1) and skipped; good rows are kept.
@@ -208,9 +241,11 @@ def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
 
     settings = app.settings
     report = read_import_file(file, settings.campaign.tz, fmt, campaign_hashtags=settings.campaign.hashtags)
+    rejections = _Rejections(file, errors_path)
     for error in report.errors:
-        echo(f"{file}: {error}", err=True)
+        rejections.add(error)
     if strict and report.errors:
+        rejections.close()
         echo(f"{file}: nothing imported (--strict): {len(report.errors)} of {report.lines} rows rejected",
                    err=True)
         sys.exit(2)
@@ -218,7 +253,8 @@ def import_posts(app: App, file: Path, fmt: str | None, strict: bool) -> None:
                            partial(ingest, tagger=app.tagger(), origin="import", privacy=settings.privacy),
                            keep=not strict)
     for line, problem in outcome.refused:
-        echo(f"{file}: line {line}: {problem}", err=True)
+        rejections.add(f"line {line}: {problem}")
+    rejections.close()
     if strict and outcome.batch_refused:
         echo(f"{file}: nothing imported (--strict): the database refused {len(outcome.refused)} rows", err=True)
         sys.exit(2)
